@@ -25,7 +25,8 @@ tern_status tern_fail_context(tern_error *err, tern_status status, const char *f
         va_end(ap);
         memcpy(old, err->message, sizeof old);
         old[sizeof old - 1] = '\0';
-        snprintf(err->message, sizeof err->message, "%s: %s", prefix, old);
+        /* Keep the end of the old message when the two do not fit. */
+        snprintf(err->message, sizeof err->message, "%.200s: %.290s", prefix, old);
         err->status = status;
     }
     return status;

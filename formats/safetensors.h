@@ -43,6 +43,7 @@ typedef struct tern_safetensors {
     size_t size;
     tern_st_tensor *tensors; /* sorted by name */
     uint32_t n_tensors;
+    int owns_mapping; /* 1: opened from a path, close unmaps */
 } tern_safetensors;
 
 tern_status tern_safetensors_open(const char *path, tern_safetensors *out, tern_error *err);

@@ -153,6 +153,7 @@ tern_status tern_file_meta_u32(const tern_file *file, const char *key, uint32_t 
 tern_status tern_file_meta_i32(const tern_file *file, const char *key, int32_t *out, tern_error *err);
 tern_status tern_file_meta_u64(const tern_file *file, const char *key, uint64_t *out, tern_error *err);
 tern_status tern_file_meta_f32(const tern_file *file, const char *key, float *out, tern_error *err);
+tern_status tern_file_meta_f64(const tern_file *file, const char *key, double *out, tern_error *err);
 tern_status tern_file_meta_str(const tern_file *file, const char *key, const char **out,
                                size_t *length, tern_error *err);
 /* Arrays: a pointer into the mapping (aligned for the element type) and a count. */
@@ -184,6 +185,7 @@ tern_status tern_writer_set_u32(tern_writer *w, const char *key, uint32_t value,
 tern_status tern_writer_set_i32(tern_writer *w, const char *key, int32_t value, tern_error *err);
 tern_status tern_writer_set_u64(tern_writer *w, const char *key, uint64_t value, tern_error *err);
 tern_status tern_writer_set_f32(tern_writer *w, const char *key, float value, tern_error *err);
+tern_status tern_writer_set_f64(tern_writer *w, const char *key, double value, tern_error *err);
 tern_status tern_writer_set_str(tern_writer *w, const char *key, const char *value, size_t length,
                                 tern_error *err);
 tern_status tern_writer_set_arr_u32(tern_writer *w, const char *key, const uint32_t *values,

@@ -1,0 +1,57 @@
+/* Internals shared by tern_convert and its importers. An importer turns one
+ * kind of source (a Hugging Face folder, later a GGUF or llama2.c file) into
+ * the metadata and tensors of an open .tern writer; convert.c picks the
+ * importer, owns the writer and aborts it on any failure. */
+#ifndef TERN_CONVERTER_CONVERT_INTERNAL_H
+#define TERN_CONVERTER_CONVERT_INTERNAL_H
+
+#include <stdint.h>
+
+#include "formats/encoding.h"
+#include "formats/safetensors.h"
+#include "formats/tern_file.h"
+#include "tern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* State of one conversion, handed to the importer. */
+typedef struct tern_convert_ctx {
+    const char *src_path;
+    tern_writer *writer;
+    tern_weight_type weights;  /* encoding of 2-D weights */
+    tern_progress_fn progress; /* may be NULL */
+    void *progress_user;
+    uint64_t done_bytes;  /* source bytes converted so far */
+    uint64_t total_bytes; /* source bytes to convert, set by the importer */
+} tern_convert_ctx;
+
+typedef struct tern_importer {
+    const char *name; /* "hf" */
+    /* 1 when src looks like this importer's input (cheap: no parsing). */
+    int (*probe)(const char *src_path);
+    /* Writes metadata and tensors into ctx->writer (not finish/abort). */
+    tern_status (*convert)(tern_convert_ctx *ctx, tern_error *err);
+} tern_importer;
+
+extern const tern_importer tern_importer_hf;
+
+/* The .tern encoding for a source tensor of `ndim` dimensions: 1-D tensors
+ * (norms, biases) stay F32, others follow ctx->weights. */
+tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim);
+
+/* Converts one safetensors tensor to `enc` (F32, F16 or BF16) and adds it to
+ * the writer under `name`, holding one tensor's float buffer at a time; then
+ * reports progress. The source must have a float dtype and 1..4 dims. */
+tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
+                                       const tern_st_tensor *src, tern_encoding enc,
+                                       tern_error *err);
+
+/* Last path component of `path` without trailing slashes, into out[size]. */
+void tern_convert_basename(const char *path, char *out, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

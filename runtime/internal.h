@@ -1,0 +1,91 @@
+/* Runtime internals: the model and session objects behind the opaque handles,
+ * and the per-architecture interface every model family implements. */
+#ifndef TERN_RUNTIME_INTERNAL_H
+#define TERN_RUNTIME_INTERNAL_H
+
+#include <pthreadpool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "formats/tern_file.h"
+#include "kernels/kernels.h"
+#include "tern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tern_arch_ops tern_arch_ops;
+
+struct tern_model {
+    tern_file file;
+    tern_kernels kernels;
+    tern_arch arch;
+    char arch_name[32];
+    char name[128];
+    uint32_t n_vocab;
+    uint32_t n_ctx;
+    uint32_t n_layer;
+    uint32_t d_model;
+    int32_t bos_token;
+    int32_t eos_token;
+    const tern_arch_ops *ops;
+    void *impl; /* the family's weights and hyper-parameters */
+};
+
+struct tern_session {
+    tern_model *model;
+    pthreadpool_t pool; /* NULL: run on the calling thread */
+    uint32_t n_threads;
+    uint32_t n_ctx;
+    uint32_t max_batch;
+    uint32_t n_pos;
+    void *state; /* the family's caches and scratch buffers */
+};
+
+/* What a model family provides. forward() is called with 1 <= n <= max_batch
+ * tokens that are already range-checked and fit in the context; it must not
+ * fail after it has changed the session's state. */
+struct tern_arch_ops {
+    const char *name;
+    tern_status (*load)(tern_model *model, tern_error *err);
+    void (*unload)(tern_model *model);
+    tern_status (*session_init)(tern_session *session, tern_error *err);
+    void (*session_free)(tern_session *session);
+    /* logits: n rows (TERN_LOGITS_ALL), 1 row (LAST) or NULL (NONE). */
+    void (*forward)(tern_session *session, const int32_t *tokens, size_t n, float *logits,
+                    tern_logits_mode mode);
+    /* Keeps positions [0, n_keep); families without a cache of positions
+     * reject anything but 0 and the current position. */
+    tern_status (*truncate)(tern_session *session, uint32_t n_keep, tern_error *err);
+};
+
+extern const tern_arch_ops tern_llama_ops;
+
+/* ---- Helpers shared by the families (runtime/weights.c, runtime/parallel.c) */
+
+/* Binds a 2-D weight [rows][cols] named `name`, checking its shape and that the
+ * kernel table has a linear kernel for its encoding. */
+tern_status tern_bind_weight(const tern_model *model, const char *name, size_t rows, size_t cols,
+                             tern_weight *out, tern_error *err);
+/* Binds a 1-D F32 vector of n floats; `optional` allows it to be absent (*out = NULL). */
+tern_status tern_bind_vector(const tern_model *model, const char *name, size_t n, int optional,
+                             const float **out, tern_error *err);
+/* Dequantises row r of a weight into out[cols] (embedding lookups). */
+void tern_weight_row_f32(const tern_weight *w, size_t r, float *out);
+/* Whether a tensor named `name` exists. */
+int tern_model_has_tensor(const tern_model *model, const char *name);
+
+/* y[m][rows] = x[m][cols] W^T + bias over the session's threads; the split
+ * is by output rows, so results do not depend on the thread count. */
+void tern_parallel_linear(const tern_session *s, size_t m, const float *x, size_t ldx,
+                          const tern_weight *w, const float *bias, float *y, size_t ldy);
+/* attention for tokens [0, n) (token t sees keys [0, kv_base + t + 1)) over
+ * the session's threads; args->q/out advance by q_stride per token. */
+void tern_parallel_attention(const tern_session *s, const tern_attention_args *proto, size_t n,
+                             size_t kv_base, size_t q_stride);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,168 @@
+// The `tern` command line, run as a user runs it: exit codes, outputs, and
+// that bad input gives a message and a non-zero exit, never a crash.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "formats/npy.h"
+#include "formats/safetensors.h"
+#include "tests/test_util.h"
+
+namespace {
+
+struct CliRun {
+    int exit_code = -1;  // -1: killed by a signal
+    int signal = 0;
+    std::string out;     // standard output and standard error together
+};
+
+// stderr_too: capture standard error with standard output (else it is dropped).
+CliRun run_tern(const std::string &args, bool stderr_too = true) {
+    CliRun r;
+    std::string cmd = test_build_path("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+    return r;
+}
+
+class Cli : public testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        tmp_ = test_temp_dir();
+        model_ = tmp_ + "/llama.tern";
+        CliRun r = run_tern("convert " + test_shared_path("fixtures/hf/llama") + " -o " + model_ + " --weights f32");
+        ASSERT_EQ(r.exit_code, 0) << r.out;
+    }
+    static void TearDownTestSuite() { test_remove_tree(tmp_); }
+
+    static std::string tmp_, model_;
+};
+std::string Cli::tmp_, Cli::model_;
+
+TEST_F(Cli, NoArgumentsPrintsUsage) {
+    CliRun r = run_tern("");
+    EXPECT_EQ(r.exit_code, 2);
+    EXPECT_NE(r.out.find("usage"), std::string::npos);
+    EXPECT_EQ(run_tern("frobnicate").exit_code, 2);
+}
+
+TEST_F(Cli, InfoPrintsTheTensorTable) {
+    CliRun r = run_tern("info " + model_);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    for (const char *s : {"general.architecture", "\"llama\"", "blk.1.ffn_down.weight", "token_embd.weight",
+                          "output.weight", "bits/w", "bytes per encoding", "f32"})
+        EXPECT_NE(r.out.find(s), std::string::npos) << s << " missing in:\n" << r.out;
+    EXPECT_EQ(run_tern("info --verify " + model_).exit_code, 0);
+}
+
+double worst_row_error(const float *a, const float *ref, size_t rows, size_t cols) {
+    double worst = 0;
+    for (size_t r = 0; r < rows; r++) {
+        double num = 0, den = 0;
+        for (size_t c = 0; c < cols; c++) {
+            double d = (double)a[r * cols + c] - ref[r * cols + c];
+            num += d * d;
+            den += (double)ref[r * cols + c] * ref[r * cols + c];
+        }
+        worst = std::max(worst, std::sqrt(num / den));
+    }
+    return worst;
+}
+
+TEST_F(Cli, LogitsPrefillAndStepwiseMatchReference) {
+    tern_safetensors st;
+    tern_error err = {};
+    ASSERT_EQ(tern_safetensors_open(test_shared_path("fixtures/hf/llama/reference.safetensors").c_str(), &st, &err), TERN_OK);
+    const tern_st_tensor *tok = tern_safetensors_find(&st, "tokens");
+    const tern_st_tensor *lg = tern_safetensors_find(&st, "logits");
+    ASSERT_TRUE(tok && lg);
+    std::string list;
+    const int32_t *ids = static_cast<const int32_t *>(tok->data);
+    for (uint64_t i = 0; i < tok->n_elements; i++) list += (i ? "," : "") + std::to_string(ids[i]);
+    std::vector<float> ref(lg->n_elements);
+    ASSERT_EQ(tern_st_to_f32(lg, ref.data(), &err), TERN_OK);
+    for (const char *mode : {"", " --stepwise"}) {
+        std::string out = tmp_ + "/logits.npy";
+        CliRun r = run_tern("logits " + model_ + " --tokens " + list + mode + " -o " + out);
+        ASSERT_EQ(r.exit_code, 0) << r.out;
+        float *data;
+        uint32_t ndim;
+        uint64_t shape[4];
+        ASSERT_EQ(tern_npy_read_f32(out.c_str(), &data, &ndim, shape, &err), TERN_OK) << err.message;
+        ASSERT_EQ(ndim, 2u);
+        ASSERT_EQ(shape[0], tok->n_elements);
+        ASSERT_EQ(shape[1], lg->shape[1]);
+        EXPECT_LE(worst_row_error(data, ref.data(), shape[0], shape[1]), 1e-4) << mode;
+        free(data);
+    }
+    tern_safetensors_close(&st);
+}
+
+TEST_F(Cli, GenerateIsDeterministic) {
+    CliRun a = run_tern("generate " + model_ + " --tokens 5,9,13 -n 8", false);
+    CliRun b = run_tern("generate " + model_ + " --tokens 5,9,13 -n 8 -t 2", false);
+    ASSERT_EQ(a.exit_code, 0) << a.out;
+    EXPECT_EQ(std::count(a.out.begin(), a.out.end(), ' '), 7) << a.out;
+    EXPECT_NE(run_tern("generate " + model_ + " --tokens 5 -n 2").out.find("tokens/s"), std::string::npos);
+    auto first_line = [](const std::string &s) { return s.substr(0, s.find('\n')); };
+    EXPECT_EQ(first_line(a.out), first_line(b.out));
+    CliRun c = run_tern("generate " + model_ + " --tokens 5,9,13 -n 8 --temp 0.8 --top-k 40 --top-p 0.9 --seed 7", false);
+    CliRun d = run_tern("generate " + model_ + " --tokens 5,9,13 -n 8 --temp 0.8 --top-k 40 --top-p 0.9 --seed 7", false);
+    ASSERT_EQ(c.exit_code, 0) << c.out;
+    EXPECT_EQ(c.out, d.out);
+    EXPECT_EQ(std::count(c.out.begin(), c.out.end(), ' '), 7) << c.out;
+}
+
+TEST_F(Cli, BadInputIsAnErrorNotACrash) {
+    CliRun r = run_tern("generate " + model_ + " --tokens 5,100000 -n 2");
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(r.out.find("outside the vocabulary"), std::string::npos) << r.out;
+    r = run_tern("logits " + model_ + " --tokens 1,x -o " + tmp_ + "/x.npy");
+    EXPECT_EQ(r.exit_code, 2) << r.out;
+    r = run_tern("generate " + model_ + " --tokens 1 -n 2 --ctx 100000");
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    r = run_tern("info " + tmp_ + "/does-not-exist.tern");
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    r = run_tern("convert " + tmp_ + "/no-such-folder -o " + tmp_ + "/never.tern");
+    EXPECT_EQ(r.exit_code, 1) << r.out;
+    EXPECT_NE(access((tmp_ + "/never.tern").c_str(), F_OK), 0) << "a failed conversion left a file";
+}
+
+TEST_F(Cli, DamagedFilesAreRejected) {
+    std::vector<unsigned char> good = test_read_file(model_);
+    ASSERT_GT(good.size(), 1000u);
+    std::string bad = tmp_ + "/bad.tern";
+    // Cut at a spread of lengths (every length is covered in-process by test_format).
+    for (size_t cut : {size_t(0), size_t(7), size_t(64), size_t(127), size_t(128), good.size() / 2,
+                       good.size() - 200, good.size() - 33, good.size() - 1}) {
+        ASSERT_TRUE(test_write_file(bad, good.data(), cut));
+        CliRun r = run_tern("info " + bad);
+        EXPECT_EQ(r.signal, 0) << "cut at " << cut;
+        EXPECT_EQ(r.exit_code, 1) << "cut at " << cut << ": " << r.out;
+        r = run_tern("logits " + bad + " --tokens 1 -o " + tmp_ + "/x.npy");
+        EXPECT_EQ(r.exit_code, 1) << "cut at " << cut << ": " << r.out;
+    }
+    // Any single header byte flipped.
+    for (size_t i = 0; i < 128; i += 3) {
+        std::vector<unsigned char> copy = good;
+        copy[i] ^= 0x5a;
+        ASSERT_TRUE(test_write_file(bad, copy.data(), copy.size()));
+        CliRun r = run_tern("info " + bad);
+        EXPECT_EQ(r.exit_code, 1) << "byte " << i << ": " << r.out;
+        EXPECT_EQ(r.signal, 0);
+    }
+}
+
+}  // namespace

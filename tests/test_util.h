@@ -1,0 +1,61 @@
+// Helpers shared by the test programs: where the data is, temporary folders.
+#ifndef TERN_TESTS_TEST_UTIL_H
+#define TERN_TESTS_TEST_UTIL_H
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <ftw.h>
+#include <unistd.h>
+
+// ../shared (fixtures, models), as meson passes it, or beside the source tree.
+inline std::string test_shared_path(const std::string &rel) {
+    const char *dir = std::getenv("TERN_SHARED_DIR");
+    const char *src = std::getenv("TERN_SOURCE_DIR");
+    std::string base = dir ? dir : (src ? std::string(src) + "/../shared" : "../shared");
+    return base + "/" + rel;
+}
+
+inline std::string test_source_path(const std::string &rel) {
+    const char *src = std::getenv("TERN_SOURCE_DIR");
+    return std::string(src ? src : ".") + "/" + rel;
+}
+
+inline std::string test_build_path(const std::string &rel) {
+    const char *b = std::getenv("TERN_BUILD_DIR");
+    return std::string(b ? b : ".") + "/" + rel;
+}
+
+// A fresh folder under $TMPDIR, removed by test_remove_tree.
+inline std::string test_temp_dir() {
+    const char *t = std::getenv("TMPDIR");
+    std::string tmpl = std::string(t ? t : "/tmp") + "/tern-test-XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!mkdtemp(buf.data())) return "";
+    return buf.data();
+}
+
+inline void test_remove_tree(const std::string &dir) {
+    if (dir.empty()) return;
+    nftw(dir.c_str(), [](const char *p, const struct stat *, int, struct FTW *) { return std::remove(p); },
+         16, FTW_DEPTH | FTW_PHYS);
+}
+
+inline std::vector<unsigned char> test_read_file(const std::string &path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::vector<unsigned char>(std::istreambuf_iterator<char>(f), {});
+}
+
+inline bool test_write_file(const std::string &path, const void *data, size_t size) {
+    FILE *f = std::fopen(path.c_str(), "wb");
+    if (!f) return false;
+    bool ok = std::fwrite(data, 1, size, f) == size;
+    return std::fclose(f) == 0 && ok;
+}
+
+#endif
