@@ -219,9 +219,11 @@ static tern_status tern_hf_weights_open(const char *dir, tern_hf_weights *w, ter
                                : NULL;
         if (!file || !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 ||
             strcmp(file, ".") == 0) {
+            /* tname lives in the index: report before closing it. */
+            st = tern_fail(err, TERN_ERR_FORMAT,
+                           "%s: tensor %.200s maps to an invalid shard file name", path, tname);
             tern_hf_weights_close(w);
-            return tern_fail(err, TERN_ERR_FORMAT,
-                             "%s: tensor %s maps to an invalid shard file name", path, tname);
+            return st;
         }
         uint32_t i = 0;
         while (i < w->n_shards && strcmp(w->shard_names[i], file) != 0) i++;

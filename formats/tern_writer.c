@@ -76,6 +76,7 @@ static int tern_buf_append(tern_buf *b, const void *src, size_t n) {
 
 static int tern_buf_pad(tern_buf *b, size_t align) {
     size_t pad = (align - b->n % align) % align;
+    if (pad == 0) return 0;
     if (tern_buf_reserve(b, pad) != 0) return -1;
     memset(b->p + b->n, 0, pad);
     b->n += pad;
@@ -409,8 +410,8 @@ static int tern_strings_add(tern_buf *s, const void *p, size_t n, uint32_t *off)
 /* Builds STRINGS, METADATA, BLOB and TENSORS in memory, in sorted order. */
 static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, tern_buf *meta,
                                             tern_buf *blob, tern_buf *tensors, tern_error *err) {
-    qsort(w->meta, w->n_meta, sizeof *w->meta, tern_wmeta_cmp);
-    qsort(w->tensors, w->n_tensors, sizeof *w->tensors, tern_wtensor_cmp);
+    if (w->n_meta > 1) qsort(w->meta, w->n_meta, sizeof *w->meta, tern_wmeta_cmp);
+    if (w->n_tensors > 1) qsort(w->tensors, w->n_tensors, sizeof *w->tensors, tern_wtensor_cmp);
     if (w->n_meta > UINT32_MAX || w->n_tensors > UINT32_MAX)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "too many metadata entries or tensors");
     uint32_t head[2] = {(uint32_t)w->n_meta, 0};
@@ -434,7 +435,8 @@ static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, t
             size_t at = 0;
             for (uint32_t k = 0; k < m->count; k++) {
                 uint32_t pair[2];
-                if (tern_strings_add(strings, m->data + at, m->str_lengths[k], &pair[0]) != 0) goto too_big;
+                const uint8_t *src = m->str_lengths[k] ? m->data + at : NULL;
+                if (tern_strings_add(strings, src, m->str_lengths[k], &pair[0]) != 0) goto too_big;
                 pair[1] = m->str_lengths[k];
                 at += m->str_lengths[k];
                 if (tern_buf_append(blob, pair, sizeof pair) != 0) goto no_memory;
