@@ -47,15 +47,18 @@ void tern_convert_basename(const char *path, char *out, size_t size) {
 }
 
 tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
-                                       const tern_st_tensor *src, tern_encoding enc,
-                                       tern_error *err) {
+                                       const tern_st_tensor *src, uint32_t ndim,
+                                       const uint64_t *dims, tern_encoding enc, tern_error *err) {
     if (src->dtype != TERN_ST_F32 && src->dtype != TERN_ST_F16 && src->dtype != TERN_ST_BF16 &&
         src->dtype != TERN_ST_F64)
         return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: source dtype %s is not a float type",
                          src->name, tern_st_dtype_name(src->dtype));
-    if (src->ndim < 1 || src->ndim > 4)
-        return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: %u dimensions (1 to 4 supported)",
-                         src->name, src->ndim);
+    uint64_t count = 1;
+    for (uint32_t d = 0; d < ndim && d < 4; d++) count *= dims[d];
+    if (ndim < 1 || ndim > 4 || count != src->n_elements)
+        return tern_fail(err, TERN_ERR_UNSUPPORTED,
+                         "tensor %s: cannot be written with %u dimensions of %llu elements",
+                         src->name, ndim, (unsigned long long)count);
     if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16)
         return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: target encoding %s not supported",
                          name, tern_encoding_name(enc));
@@ -67,8 +70,8 @@ tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
     memset(&desc, 0, sizeof desc);
     desc.encoding = enc;
     desc.layout = TERN_LAYOUT_ROW_MAJOR;
-    desc.ndim = src->ndim;
-    for (uint32_t d = 0; d < src->ndim; d++) desc.dims[d] = src->shape[d];
+    desc.ndim = ndim;
+    for (uint32_t d = 0; d < ndim; d++) desc.dims[d] = dims[d];
 
     float *buf = malloc(src->n_elements ? (size_t)src->n_elements * sizeof(float) : 1);
     if (!buf)

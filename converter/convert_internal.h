@@ -43,10 +43,11 @@ tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim);
 
 /* Converts one safetensors tensor to `enc` (F32, F16 or BF16) and adds it to
  * the writer under `name`, holding one tensor's float buffer at a time; then
- * reports progress. The source must have a float dtype and 1..4 dims. */
+ * reports progress. The source must have a float dtype; it is written with
+ * the shape (ndim, dims), which must hold as many elements. */
 tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
-                                       const tern_st_tensor *src, tern_encoding enc,
-                                       tern_error *err);
+                                       const tern_st_tensor *src, uint32_t ndim,
+                                       const uint64_t *dims, tern_encoding enc, tern_error *err);
 
 /* Last path component of `path` without trailing slashes, into out[size]. */
 void tern_convert_basename(const char *path, char *out, size_t size);

@@ -12,314 +12,8 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "converter/convert_internal.h"
+#include "converter/hf_internal.h"
 #include "formats/keys.h"
-
-#define TERN_HF_MAX_CONFIG (16u << 20) /* config.json */
-#define TERN_HF_MAX_INDEX (64u << 20)  /* model.safetensors.index.json */
-#define TERN_HF_MAX_LAYERS 4096u
-#define TERN_HF_MAX_DIM (1u << 26)     /* any hidden size, head count or vocabulary */
-
-/* ---- JSON files and fields ---------------------------------------------- */
-
-static tern_status tern_hf_read_json(const char *path, size_t max_size, json_object **out,
-                                     tern_error *err) {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return tern_fail(err, TERN_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    char *buf = malloc(max_size + 1);
-    if (!buf) {
-        fclose(f);
-        return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory reading %s", path);
-    }
-    size_t n = fread(buf, 1, max_size + 1, f);
-    int failed = ferror(f);
-    fclose(f);
-    tern_status st = TERN_OK;
-    if (failed) {
-        st = tern_fail(err, TERN_ERR_IO, "cannot read %s", path);
-    } else if (n > max_size) {
-        st = tern_fail(err, TERN_ERR_FORMAT, "%s is larger than %zu bytes", path, max_size);
-    } else {
-        json_tokener *tok = json_tokener_new_ex(64);
-        if (!tok) {
-            st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory parsing %s", path);
-        } else {
-            json_object *root = json_tokener_parse_ex(tok, buf, (int)n);
-            enum json_tokener_error jerr = json_tokener_get_error(tok);
-            size_t end = json_tokener_get_parse_end(tok);
-            json_tokener_free(tok);
-            if (!root || json_object_get_type(root) != json_type_object) {
-                st = tern_fail(err, TERN_ERR_FORMAT, "%s: not a JSON object (%s at byte %zu)",
-                               path,
-                               root ? "another value"
-                                    : jerr == json_tokener_continue ? "truncated"
-                                                                    : json_tokener_error_desc(jerr),
-                               end);
-                json_object_put(root);
-            } else {
-                *out = root;
-            }
-        }
-    }
-    free(buf);
-    return st;
-}
-
-/* The field `key`, or NULL when absent or JSON null (both mean "use the default"). */
-static json_object *tern_hf_field(json_object *obj, const char *key) {
-    json_object *v = NULL;
-    if (!obj || !json_object_object_get_ex(obj, key, &v)) return NULL;
-    return json_object_get_type(v) == json_type_null ? NULL : v;
-}
-
-/* An integer in [1, max]; `def` when absent and def != 0, else an error. */
-static tern_status tern_hf_get_dim(json_object *cfg, const char *key, uint32_t def, uint32_t max,
-                                   uint32_t *out, tern_error *err) {
-    json_object *v = tern_hf_field(cfg, key);
-    if (!v) {
-        if (def) {
-            *out = def;
-            return TERN_OK;
-        }
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" is missing", key);
-    }
-    if (json_object_get_type(v) != json_type_int)
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" is not an integer", key);
-    int64_t x = json_object_get_int64(v);
-    if (x < 1 || (uint64_t)x > max)
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" = %lld is outside [1, %u]",
-                         key, (long long)x, max);
-    *out = (uint32_t)x;
-    return TERN_OK;
-}
-
-static tern_status tern_hf_get_number(json_object *cfg, const char *key, double def, double *out,
-                                      tern_error *err) {
-    json_object *v = tern_hf_field(cfg, key);
-    if (!v) {
-        *out = def;
-        return TERN_OK;
-    }
-    json_type t = json_object_get_type(v);
-    if (t != json_type_double && t != json_type_int)
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" is not a number", key);
-    *out = json_object_get_double(v);
-    return TERN_OK;
-}
-
-static tern_status tern_hf_get_bool(json_object *cfg, const char *key, int def, int *out,
-                                    tern_error *err) {
-    json_object *v = tern_hf_field(cfg, key);
-    if (!v) {
-        *out = def;
-        return TERN_OK;
-    }
-    if (json_object_get_type(v) != json_type_boolean)
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" is not true or false", key);
-    *out = json_object_get_boolean(v);
-    return TERN_OK;
-}
-
-/* bos/eos: an integer, a list whose first element is used, or null (-1). */
-static tern_status tern_hf_get_token(json_object *cfg, const char *key, uint32_t n_vocab,
-                                     int32_t *out, tern_error *err) {
-    json_object *v = tern_hf_field(cfg, key);
-    if (v && json_object_get_type(v) == json_type_array)
-        v = json_object_array_length(v) ? json_object_array_get_idx(v, 0) : NULL;
-    if (!v || json_object_get_type(v) == json_type_null) {
-        *out = -1;
-        return TERN_OK;
-    }
-    if (json_object_get_type(v) != json_type_int)
-        return tern_fail(err, TERN_ERR_FORMAT, "config.json: \"%s\" is not a token id", key);
-    int64_t x = json_object_get_int64(v);
-    if (x < 0 || x >= (int64_t)n_vocab)
-        return tern_fail(err, TERN_ERR_FORMAT,
-                         "config.json: \"%s\" = %lld is outside the vocabulary [0, %u)", key,
-                         (long long)x, n_vocab);
-    *out = (int32_t)x;
-    return TERN_OK;
-}
-
-/* ---- Weights: one file or an index over shards --------------------------- */
-
-typedef struct tern_hf_weights {
-    tern_safetensors *shards;
-    char **shard_names; /* file names inside the folder */
-    uint32_t n_shards;
-    json_object *index;      /* owned; NULL for a single file */
-    json_object *weight_map; /* inside index */
-} tern_hf_weights;
-
-static void tern_hf_weights_close(tern_hf_weights *w) {
-    for (uint32_t i = 0; i < w->n_shards; i++) {
-        tern_safetensors_close(&w->shards[i]);
-        free(w->shard_names[i]);
-    }
-    free(w->shards);
-    free(w->shard_names);
-    json_object_put(w->index);
-    memset(w, 0, sizeof *w);
-}
-
-static int tern_hf_file_exists(const char *path) {
-    struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-static tern_status tern_hf_weights_add_shard(tern_hf_weights *w, const char *dir,
-                                             const char *file, tern_error *err) {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
-        return tern_fail(err, TERN_ERR_INVALID_ARG, "path %s/%s is too long", dir, file);
-    tern_safetensors *shards = realloc(w->shards, (w->n_shards + 1) * sizeof *shards);
-    if (shards) w->shards = shards;
-    char **names = realloc(w->shard_names, (w->n_shards + 1) * sizeof *names);
-    if (names) w->shard_names = names;
-    char *name = strdup(file);
-    if (!shards || !names || !name) {
-        free(name);
-        return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory opening shards");
-    }
-    tern_status st = tern_safetensors_open(path, &w->shards[w->n_shards], err);
-    if (st != TERN_OK) {
-        free(name);
-        return st;
-    }
-    w->shard_names[w->n_shards++] = name;
-    return TERN_OK;
-}
-
-static tern_status tern_hf_weights_open(const char *dir, tern_hf_weights *w, tern_error *err) {
-    memset(w, 0, sizeof *w);
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
-        return tern_fail(err, TERN_ERR_INVALID_ARG, "path %s is too long", dir);
-    if (tern_hf_file_exists(path)) return tern_hf_weights_add_shard(w, dir, "model.safetensors", err);
-
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-    if (!tern_hf_file_exists(path))
-        return tern_fail(err, TERN_ERR_UNSUPPORTED,
-                         "%s has neither model.safetensors nor model.safetensors.index.json "
-                         "(only safetensors checkpoints are supported)",
-                         dir);
-    tern_status st = tern_hf_read_json(path, TERN_HF_MAX_INDEX, &w->index, err);
-    if (st != TERN_OK) return st;
-    if (!json_object_object_get_ex(w->index, "weight_map", &w->weight_map) ||
-        json_object_get_type(w->weight_map) != json_type_object) {
-        tern_hf_weights_close(w);
-        return tern_fail(err, TERN_ERR_FORMAT, "%s: \"weight_map\" is missing or not an object",
-                         path);
-    }
-    /* Open each distinct shard once, in order of first mention. */
-    json_object_object_foreach(w->weight_map, tname, jfile) {
-        const char *file = json_object_get_type(jfile) == json_type_string
-                               ? json_object_get_string(jfile)
-                               : NULL;
-        if (!file || !file[0] || strchr(file, '/') || strcmp(file, "..") == 0 ||
-            strcmp(file, ".") == 0) {
-            /* tname lives in the index: report before closing it. */
-            st = tern_fail(err, TERN_ERR_FORMAT,
-                           "%s: tensor %.200s maps to an invalid shard file name", path, tname);
-            tern_hf_weights_close(w);
-            return st;
-        }
-        uint32_t i = 0;
-        while (i < w->n_shards && strcmp(w->shard_names[i], file) != 0) i++;
-        if (i < w->n_shards) continue;
-        st = tern_hf_weights_add_shard(w, dir, file, err);
-        if (st != TERN_OK) {
-            tern_hf_weights_close(w);
-            return st;
-        }
-    }
-    return TERN_OK;
-}
-
-/* Finds a tensor; *out is NULL when the checkpoint does not have it. */
-static tern_status tern_hf_weights_get(const tern_hf_weights *w, const char *name,
-                                       const tern_st_tensor **out, tern_error *err) {
-    *out = NULL;
-    if (!w->weight_map) {
-        *out = tern_safetensors_find(&w->shards[0], name);
-        return TERN_OK;
-    }
-    json_object *jfile = NULL;
-    if (!json_object_object_get_ex(w->weight_map, name, &jfile)) return TERN_OK;
-    const char *file = json_object_get_string(jfile);
-    for (uint32_t i = 0; i < w->n_shards; i++) {
-        if (strcmp(w->shard_names[i], file) == 0) {
-            *out = tern_safetensors_find(&w->shards[i], name);
-            if (!*out)
-                return tern_fail(err, TERN_ERR_FORMAT,
-                                 "the index puts tensor %s in %s, which does not hold it", name,
-                                 file);
-            return TERN_OK;
-        }
-    }
-    return tern_fail(err, TERN_ERR_INTERNAL, "shard %s of tensor %s was not opened", file, name);
-}
-
-/* ---- The conversion plan: every tensor found and checked before writing -- */
-
-typedef struct tern_hf_job {
-    const tern_st_tensor *src;
-    char dst[64];
-} tern_hf_job;
-
-typedef struct tern_hf_plan {
-    tern_hf_job *jobs;
-    uint32_t n, cap;
-} tern_hf_plan;
-
-static void tern_hf_format_shape(char *buf, size_t size, uint32_t ndim, const uint64_t *dims) {
-    size_t at = 0;
-    at += (size_t)snprintf(buf + at, size - at, "[");
-    for (uint32_t d = 0; d < ndim && at < size; d++)
-        at += (size_t)snprintf(buf + at, size - at, "%s%llu", d ? ", " : "",
-                               (unsigned long long)dims[d]);
-    if (at < size) snprintf(buf + at, size - at, "]");
-}
-
-/* Looks up `src_name`, checks that it has the shape [d0] (d1 == 0) or
- * [d0, d1], and queues it under `dst_name`. */
-static tern_status tern_hf_plan_add(tern_hf_plan *plan, const tern_hf_weights *w,
-                                    const char *src_name, const char *dst_name, uint64_t d0,
-                                    uint64_t d1, tern_error *err) {
-    const tern_st_tensor *t;
-    tern_status st = tern_hf_weights_get(w, src_name, &t, err);
-    if (st != TERN_OK) return st;
-    if (!t)
-        return tern_fail(err, TERN_ERR_FORMAT, "tensor %s is missing from the checkpoint",
-                         src_name);
-    uint64_t want[2] = {d0, d1};
-    uint32_t ndim = d1 ? 2 : 1;
-    if (t->ndim != ndim || t->shape[0] != d0 || (ndim == 2 && t->shape[1] != d1)) {
-        char have_s[160], want_s[64];
-        tern_hf_format_shape(have_s, sizeof have_s, t->ndim, t->shape);
-        tern_hf_format_shape(want_s, sizeof want_s, ndim, want);
-        return tern_fail(err, TERN_ERR_FORMAT,
-                         "tensor %s has shape %s but config.json implies %s", src_name, have_s,
-                         want_s);
-    }
-    if (t->dtype != TERN_ST_F32 && t->dtype != TERN_ST_F16 && t->dtype != TERN_ST_BF16 &&
-        t->dtype != TERN_ST_F64)
-        return tern_fail(err, TERN_ERR_UNSUPPORTED,
-                         "tensor %s has dtype %s (F32, F16 or BF16 expected)", src_name,
-                         tern_st_dtype_name(t->dtype));
-    if (plan->n == plan->cap) {
-        uint32_t cap = plan->cap ? plan->cap * 2 : 64;
-        tern_hf_job *jobs = realloc(plan->jobs, cap * sizeof *jobs);
-        if (!jobs) return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory planning tensors");
-        plan->jobs = jobs;
-        plan->cap = cap;
-    }
-    tern_hf_job *job = &plan->jobs[plan->n++];
-    job->src = t;
-    snprintf(job->dst, sizeof job->dst, "%s", dst_name);
-    return TERN_OK;
-}
 
 /* ---- Llama-family decoders ----------------------------------------------- */
 
@@ -330,18 +24,6 @@ typedef struct tern_hf_decoder {
     int32_t bos, eos;
 } tern_hf_decoder;
 
-struct tern_hf_arch;
-
-typedef tern_status (*tern_hf_convert_fn)(tern_convert_ctx *ctx, const struct tern_hf_arch *arch,
-                                          json_object *cfg, tern_error *err);
-
-/* One entry per Hugging Face class; Mamba, RWKV and ViT slot in here. */
-typedef struct tern_hf_arch {
-    const char *hf_class;   /* "architectures"[0] */
-    const char *model_type; /* "model_type", used when "architectures" is absent */
-    const char *tern_arch;  /* general.architecture */
-    tern_hf_convert_fn convert;
-} tern_hf_arch;
 
 /* Rope scaling (llama3, linear, yarn, ...) changes the rotation: refuse it
  * rather than convert a model that would then run wrong. */
@@ -512,16 +194,8 @@ static tern_status tern_hf_decoder_plan(const tern_hf_decoder *hp, const tern_hf
 static tern_status tern_hf_decoder_write_meta(tern_convert_ctx *ctx, const tern_hf_arch *arch,
                                               const tern_hf_decoder *hp, tern_error *err) {
     tern_writer *wr = ctx->writer;
-    char name[256], source[128];
-    char *real = realpath(ctx->src_path, NULL);
-    tern_convert_basename(real ? real : ctx->src_path, name, sizeof name);
-    free(real);
-    snprintf(source, sizeof source, "huggingface:%s", arch->hf_class);
     tern_status st;
-    if ((st = tern_writer_set_str(wr, TERN_KEY_ARCH, arch->tern_arch, strlen(arch->tern_arch),
-                                  err)) ||
-        (st = tern_writer_set_str(wr, TERN_KEY_NAME, name, strlen(name), err)) ||
-        (st = tern_writer_set_str(wr, TERN_KEY_SOURCE, source, strlen(source), err)) ||
+    if ((st = tern_hf_write_general_meta(ctx, arch, err)) ||
         (st = tern_writer_set_u32(wr, TERN_KEY_N_VOCAB, hp->n_vocab, err)) ||
         (st = tern_writer_set_u32(wr, TERN_KEY_N_CTX, hp->n_ctx, err)) ||
         (st = tern_writer_set_u32(wr, TERN_KEY_D_MODEL, hp->d_model, err)) ||
@@ -540,7 +214,7 @@ static tern_status tern_hf_decoder_write_meta(tern_convert_ctx *ctx, const tern_
     return TERN_OK;
 }
 
-static tern_status tern_hf_convert_decoder(tern_convert_ctx *ctx, const tern_hf_arch *arch,
+tern_status tern_hf_convert_decoder(tern_convert_ctx *ctx, const tern_hf_arch *arch,
                                            json_object *cfg, tern_error *err) {
     tern_hf_decoder hp;
     tern_status st = tern_hf_decoder_parse(arch, cfg, &hp, err);
@@ -550,13 +224,7 @@ static tern_status tern_hf_convert_decoder(tern_convert_ctx *ctx, const tern_hf_
     tern_hf_plan plan = {NULL, 0, 0};
     if ((st = tern_hf_decoder_plan(&hp, &w, &plan, err))) goto done;
     if ((st = tern_hf_decoder_write_meta(ctx, arch, &hp, err))) goto done;
-    ctx->total_bytes = 0;
-    for (uint32_t i = 0; i < plan.n; i++) ctx->total_bytes += plan.jobs[i].src->size;
-    for (uint32_t i = 0; i < plan.n && st == TERN_OK; i++) {
-        const tern_hf_job *job = &plan.jobs[i];
-        st = tern_convert_add_st_tensor(ctx, job->dst, job->src,
-                                        tern_convert_encoding(ctx, job->src->ndim), err);
-    }
+    st = tern_hf_plan_write(ctx, &plan, err);
 done:
     free(plan.jobs);
     tern_hf_weights_close(&w);

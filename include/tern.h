@@ -152,6 +152,36 @@ TERN_API uint32_t tern_session_position(const tern_session *session);
 TERN_API tern_status tern_session_truncate(tern_session *session, uint32_t n_keep,
                                            tern_error *err);
 
+/* ---- Vision models (ViT) -------------------------------------------------- */
+typedef enum tern_interpolation {
+    TERN_INTERP_BILINEAR = 0,
+    TERN_INTERP_BICUBIC = 1,
+} tern_interpolation;
+
+/* How a vision model wants its input prepared, from the checkpoint's config:
+ * resize the short side to resize_short (interpolation), centre-crop
+ * height x width, scale to [0, 1], then (x - mean) / std per channel. */
+typedef struct tern_image_config {
+    uint32_t channels;
+    uint32_t height;
+    uint32_t width;
+    uint32_t resize_short;
+    tern_interpolation interpolation;
+    float mean[4];
+    float std[4];
+} tern_image_config;
+
+/* TERN_ERR_UNSUPPORTED for models that do not take images. */
+TERN_API tern_status tern_model_image_config(const tern_model *model, tern_image_config *out);
+/* Class label i (not NUL-terminated), when the model carries labels. */
+TERN_API tern_status tern_model_label(const tern_model *model, uint32_t i, const char **text,
+                                      size_t *length);
+/* Runs n preprocessed images, float32 [n][channels][height][width], and writes
+ * logits [n][n_vocab] (n_vocab is the number of classes). Holds no state
+ * between calls. */
+TERN_API tern_status tern_session_classify(tern_session *session, const float *pixels,
+                                           size_t n_images, float *logits, tern_error *err);
+
 /* ---- Sampling ------------------------------------------------------------- */
 typedef struct tern_sampler_options {
     float temperature; /* <= 0: greedy */

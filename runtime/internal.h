@@ -30,6 +30,7 @@ struct tern_model {
     int32_t bos_token;
     int32_t eos_token;
     const tern_arch_ops *ops;
+    const char *labels_key; /* metadata key of the class labels, or NULL */
     void *impl; /* the family's weights and hyper-parameters */
 };
 
@@ -58,6 +59,12 @@ struct tern_arch_ops {
     /* Keeps positions [0, n_keep); families without a cache of positions
      * reject anything but 0 and the current position. */
     tern_status (*truncate)(tern_session *session, uint32_t n_keep, tern_error *err);
+    /* Vision models (forward and truncate NULL): n images in, logits out.
+     * pixels are already checked for size by the caller. */
+    tern_status (*classify)(tern_session *session, const float *pixels, size_t n, float *logits,
+                            tern_error *err);
+    /* Vision models: the input the model expects. */
+    tern_status (*image_config)(const tern_model *model, tern_image_config *out);
 };
 
 extern const tern_arch_ops tern_llama_ops;

@@ -117,3 +117,15 @@ tern_status tern_model_get_info(const tern_model *model, tern_model_info *out) {
 int tern_model_has_tensor(const tern_model *model, const char *name) {
     return tern_file_find_tensor(&model->file, name) != NULL;
 }
+
+tern_status tern_model_image_config(const tern_model *model, tern_image_config *out) {
+    if (!model || !out) return TERN_ERR_INVALID_ARG;
+    if (!model->ops->image_config) return TERN_ERR_UNSUPPORTED;
+    return model->ops->image_config(model, out);
+}
+
+tern_status tern_model_label(const tern_model *model, uint32_t i, const char **text, size_t *length) {
+    if (!model || !text || !length) return TERN_ERR_INVALID_ARG;
+    if (!model->labels_key) return TERN_ERR_UNSUPPORTED;
+    return tern_file_meta_arr_str(&model->file, model->labels_key, i, text, length, NULL);
+}

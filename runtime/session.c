@@ -99,6 +99,9 @@ tern_status tern_session_feed(tern_session *s, const int32_t *tokens, size_t n, 
             return tern_fail(err, TERN_ERR_INVALID_ARG, "tern_session_feed: logits of zero tokens");
         return TERN_OK;
     }
+    if (!s->model->ops->forward)
+        return tern_fail(err, TERN_ERR_UNSUPPORTED, "a %s model takes images, not tokens",
+                         s->model->arch_name);
     const uint32_t n_vocab = s->model->n_vocab;
     /* Check everything before touching the state: on error it stays as it was. */
     for (size_t i = 0; i < n; i++) {
@@ -134,7 +137,20 @@ tern_status tern_session_truncate(tern_session *s, uint32_t n_keep, tern_error *
     if (n_keep > s->n_pos)
         return tern_fail(err, TERN_ERR_OUT_OF_RANGE, "cannot keep %u positions: the session holds %u",
                          n_keep, s->n_pos);
+    if (!s->model->ops->truncate)
+        return tern_fail(err, TERN_ERR_UNSUPPORTED, "a %s model keeps no positions", s->model->arch_name);
     tern_status st = s->model->ops->truncate(s, n_keep, err);
     if (st == TERN_OK) s->n_pos = n_keep;
     return st;
+}
+
+tern_status tern_session_classify(tern_session *s, const float *pixels, size_t n_images,
+                                  float *logits, tern_error *err) {
+    if (!s || !pixels || !logits)
+        return tern_fail(err, TERN_ERR_INVALID_ARG, "tern_session_classify: NULL argument");
+    if (!s->model->ops->classify)
+        return tern_fail(err, TERN_ERR_UNSUPPORTED, "a %s model takes tokens, not images",
+                         s->model->arch_name);
+    if (n_images == 0) return TERN_OK;
+    return s->model->ops->classify(s, pixels, n_images, logits, err);
 }

@@ -3,6 +3,8 @@
 // round trips, the streaming decoder and the pre-tokenizer splits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -103,7 +105,9 @@ struct Vocab {
             tern_error err{};
             EXPECT_EQ(tern_detok_feed(&d, id, buf.data(), buf.size(), &n, &err), TERN_OK) << err.message;
             // Every chunk handed out ends on a UTF-8 boundary.
-            if (n) EXPECT_FALSE((unsigned char)buf[n - 1] >= 0xC0) << "split sequence";
+            if (n) {
+                EXPECT_FALSE((unsigned char)buf[n - 1] >= 0xC0) << "split sequence";
+            }
             s.append(buf.data(), n);
         }
         size_t n = tern_detok_flush(&d, buf.data(), buf.size());
@@ -161,7 +165,9 @@ TEST_P(VocabFiles, MatchesReferenceIds) {
     EXPECT_EQ(r.total, 46);
     EXPECT_GE(r.passed, e.min_pass) << "regression:" << r.fails;
     EXPECT_GE(r.roundtrips, e.min_roundtrip);
-    if (e.min_pass == 46) EXPECT_EQ(r.passed, r.total) << r.fails;
+    if (e.min_pass == 46) {
+        EXPECT_EQ(r.passed, r.total) << r.fails;
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(Ggml, VocabFiles,
@@ -176,5 +182,187 @@ INSTANTIATE_TEST_SUITE_P(Ggml, VocabFiles,
                                  if (c == '-') c = '_';
                              return s;
                          });
+
+std::string vocab_path(const char *name) {
+    return test_shared_path(std::string("models/tokenizers/ggml-vocab-") + name + ".gguf");
+}
+
+TEST(Tokenizer, SpecialTokensAndBos) {
+    Vocab spm(vocab_path("llama-spm"));
+    ASSERT_TRUE(spm.ok);
+    // Known ids of LLaMA's vocabulary: BOS 1, "\t" -> "▁" + <0x09> byte fallback.
+    EXPECT_EQ(spm.encode("\t"), (std::vector<int32_t>{29871, 12}));
+    EXPECT_EQ(spm.encode("\t", true), (std::vector<int32_t>{1, 29871, 12}));
+    EXPECT_EQ(spm.encode("", true), (std::vector<int32_t>{1}));
+    EXPECT_TRUE(tern_tokenizer_is_eog(spm.tok, 2));
+    EXPECT_FALSE(tern_tokenizer_is_eog(spm.tok, 1));
+    // "</s>" is only parsed as EOS when asked to.
+    EXPECT_EQ(spm.encode("</s>", false, true), (std::vector<int32_t>{2}));
+    std::vector<int32_t> plain = spm.encode("</s>", false, false);
+    EXPECT_TRUE(std::find(plain.begin(), plain.end(), 2) == plain.end());
+    char buf[16];
+    EXPECT_EQ(tern_tokenizer_piece(spm.tok, 12, 0, buf, sizeof buf), 1);
+    EXPECT_EQ(buf[0], '\t');
+    EXPECT_EQ(tern_tokenizer_piece(spm.tok, 2, 0, buf, sizeof buf), 0);  // control: hidden
+    EXPECT_EQ(tern_tokenizer_piece(spm.tok, 2, 1, buf, sizeof buf), 4);
+    EXPECT_EQ(std::string(buf, 4), "</s>");
+
+    Vocab gpt2(vocab_path("gpt-2"));
+    ASSERT_TRUE(gpt2.ok);
+    EXPECT_EQ(gpt2.encode("<|endoftext|>", false, true), (std::vector<int32_t>{50256}));
+    EXPECT_EQ(gpt2.encode("a<|endoftext|>b", false, true), (std::vector<int32_t>{64, 50256, 65}));
+    EXPECT_NE(gpt2.encode("<|endoftext|>", false, false), (std::vector<int32_t>{50256}));
+    EXPECT_EQ(gpt2.encode("Hello", true), (std::vector<int32_t>{15496}));  // GPT-2 adds no BOS
+    EXPECT_TRUE(tern_tokenizer_is_eog(gpt2.tok, 50256));
+    // A buffer too small reports the count it needs.
+    int32_t one;
+    size_t n = 0;
+    EXPECT_EQ(tern_tokenizer_encode(gpt2.tok, "Hello world", 11, 0, 0, &one, 1, &n, nullptr), TERN_ERR_OUT_OF_RANGE);
+    EXPECT_EQ(n, 2u);
+}
+
+TEST(Tokenizer, StreamingDecoderHoldsSplitUtf8) {
+    Vocab gpt2(vocab_path("gpt-2"));
+    ASSERT_TRUE(gpt2.ok);
+    // U+1F999 (4 bytes) is three byte-level tokens in GPT-2.
+    std::vector<int32_t> ids = gpt2.encode("\xF0\x9F\xA6\x99!");
+    ASSERT_EQ(ids, (std::vector<int32_t>{8582, 99, 247, 0}));
+    tern_detok d;
+    tern_detok_init(&d, gpt2.tok, 0);
+    std::vector<char> buf(tern_tokenizer_max_piece(gpt2.tok) + 16);
+    std::vector<size_t> sizes;
+    std::string all;
+    for (int32_t id : ids) {
+        size_t n = 0;
+        ASSERT_EQ(tern_detok_feed(&d, id, buf.data(), buf.size(), &n, nullptr), TERN_OK);
+        sizes.push_back(n);
+        all.append(buf.data(), n);
+    }
+    EXPECT_EQ(sizes, (std::vector<size_t>{0, 0, 4, 1}));
+    EXPECT_EQ(all, "\xF0\x9F\xA6\x99!");
+    // An incomplete sequence at the end comes out on flush, as is.
+    tern_detok_init(&d, gpt2.tok, 0);
+    size_t n = 0;
+    ASSERT_EQ(tern_detok_feed(&d, 8582, buf.data(), buf.size(), &n, nullptr), TERN_OK);
+    EXPECT_EQ(n, 0u);
+    EXPECT_EQ(tern_detok_flush(&d, buf.data(), buf.size()), 2u);
+    EXPECT_EQ(std::string(buf.data(), 2), "\xF0\x9F");
+
+    // SPM: byte-fallback tokens of one character are held the same way, and the
+    // space added in front of the text is dropped once.
+    Vocab spm(vocab_path("llama-spm"));
+    ASSERT_TRUE(spm.ok);
+    std::string text = " a\xF0\x9F\xA6\x99 b";
+    EXPECT_EQ(spm.decode(spm.encode(text)), text);
+}
+
+std::vector<std::string> pieces(tern_tok_pre pre, const std::string &utf8) {
+    std::vector<uint32_t> cps;
+    for (size_t pos = 0; pos < utf8.size();) cps.push_back(tern_utf8_decode((const uint8_t *)utf8.data(), utf8.size(), &pos));
+    size_t *lens = nullptr, n = 0;
+    EXPECT_EQ(tern_pretokenize(pre, cps.data(), cps.size(), &lens, &n, nullptr), TERN_OK);
+    std::vector<std::string> out;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        std::string s;
+        for (size_t k = at; k < at + lens[i]; k++) {
+            uint8_t u[4];
+            s.append((const char *)u, tern_utf8_encode(cps[k], u));
+        }
+        out.push_back(s);
+        at += lens[i];
+    }
+    free(lens);
+    return out;
+}
+
+// Splits worked out by hand from the tokenizer.json regexes.
+TEST(Tokenizer, PreTokenizerSplits) {
+    using V = std::vector<std::string>;
+    EXPECT_EQ(pieces(TERN_PRE_GPT2, "Hello world's  12345 !!x"),
+              (V{"Hello", " world", "'s", " ", " 12345", " !!", "x"}));
+    EXPECT_EQ(pieces(TERN_PRE_LLAMA3, "Hello world 12345 'S\n\n  x"),
+              (V{"Hello", " world", " ", "123", "45", " '", "S", "\n\n", " ", " x"}));
+    EXPECT_EQ(pieces(TERN_PRE_LLAMA3, "I'VE ...\n"), (V{"I", "'VE", " ...\n"}));
+    EXPECT_EQ(pieces(TERN_PRE_QWEN2, "abc 123"), (V{"abc", " ", "1", "2", "3"}));
+    EXPECT_EQ(pieces(TERN_PRE_STARCODER, "x 42"), (V{"x", " ", "4", "2"}));
+    EXPECT_EQ(pieces(TERN_PRE_FALCON, "a+b 1234"), (V{"a", "+", "b", " ", "123", "4"}));
+    EXPECT_EQ(pieces(TERN_PRE_DEEPSEEK_CODER, "def f():\n  x"), (V{"def", " f", "():", "\n", " ", " x"}));
+    // Non-ASCII letters and numbers come from the Unicode tables.
+    EXPECT_EQ(pieces(TERN_PRE_GPT2, " \xD0\xBD\xD0\xB5 \xD9\xA3"), (V{" \xD0\xBD\xD0\xB5", " \xD9\xA3"}));
+}
+
+TEST(Tokenizer, Unicode) {
+    EXPECT_EQ(tern_unicode_cat('a'), TERN_UCAT_LETTER);
+    EXPECT_EQ(tern_unicode_cat(0x4E00), TERN_UCAT_LETTER);
+    EXPECT_EQ(tern_unicode_cat(0x0663), TERN_UCAT_NUMBER);  // ARABIC-INDIC DIGIT THREE
+    EXPECT_EQ(tern_unicode_cat(0x2019), TERN_UCAT_PUNCT);
+    EXPECT_EQ(tern_unicode_cat(0x1F999), TERN_UCAT_SYMBOL);
+    EXPECT_EQ(tern_unicode_cat(0x0301), TERN_UCAT_MARK);
+    EXPECT_EQ(tern_unicode_cat(0x0378), TERN_UCAT_UNASSIGNED);
+    EXPECT_EQ(tern_unicode_cat(0x10FFFF), TERN_UCAT_UNASSIGNED);
+    EXPECT_TRUE(tern_unicode_is_space(0x3000));
+    EXPECT_FALSE(tern_unicode_is_space(0x200B));
+    const uint8_t bad[] = {0xE2, 0x82, 'x', 0x80};
+    size_t pos = 0;
+    EXPECT_EQ(tern_utf8_decode(bad, 4, &pos), 0xFFFDu);
+    EXPECT_EQ(pos, 1u);
+}
+
+// A vocabulary built from plain arrays, not from a file.
+TEST(Tokenizer, FromArrays) {
+    const char *toks[] = {"a", "b", "c", "ab", "abc", "bc", "<s>"};
+    const char *merges[] = {"a b", "ab c", "b c"};
+    int32_t types[] = {1, 1, 1, 1, 1, 1, 3};
+    tern_tokenizer_desc d{};
+    d.model = TERN_TOK_BPE;
+    d.pre = "gpt-2";
+    d.pre_len = 5;
+    d.n_tokens = 7;
+    d.tokens = toks;
+    d.types = types;
+    d.n_merges = 3;
+    d.merges = merges;
+    d.bos = 6;
+    d.eos = d.eot = d.eom = d.unk = d.pad = TERN_TOKEN_NONE;
+    d.add_bos = 1;
+    tern_tokenizer *t = nullptr;
+    tern_error err{};
+    ASSERT_EQ(tern_tokenizer_create(&d, &t, &err), TERN_OK) << err.message;
+    int32_t ids[8];
+    size_t n = 0;
+    // "a b" has the lowest rank, then "ab c": abc; "bc" would need rank 2.
+    ASSERT_EQ(tern_tokenizer_encode(t, "abcbc", 5, 1, 0, ids, 8, &n, &err), TERN_OK);
+    EXPECT_EQ(std::vector<int32_t>(ids, ids + n), (std::vector<int32_t>{6, 4, 5}));
+    tern_tokenizer_destroy(t);
+
+    // SPM: the highest score merges first, the leftmost on ties.
+    const char *sp[] = {"<unk>", "\xe2\x96\x81", "x", "\xe2\x96\x81x", "xx", "\xe2\x96\x81xx"};
+    float scores[] = {0, -1, -1, -2, -2, -9};
+    tern_tokenizer_desc s{};
+    s.model = TERN_TOK_SPM;
+    s.n_tokens = 6;
+    s.tokens = sp;
+    s.scores = scores;
+    s.bos = s.eos = s.eot = s.eom = s.pad = TERN_TOKEN_NONE;
+    s.unk = 0;
+    s.add_space_prefix = 1;
+    ASSERT_EQ(tern_tokenizer_create(&s, &t, &err), TERN_OK) << err.message;
+    ASSERT_EQ(tern_tokenizer_encode(t, "xxx", 3, 0, 0, ids, 8, &n, &err), TERN_OK);
+    // "▁x" (-2) ties "xx" (-2); the leftmost pair "▁x" wins, then "xx".
+    EXPECT_EQ(std::vector<int32_t>(ids, ids + n), (std::vector<int32_t>{3, 4}));
+    tern_tokenizer_destroy(t);
+}
+
+TEST(Tokenizer, OtherVocabulariesLoad) {
+    for (const char *name : {"gpt-neox", "baichuan"}) {
+        Vocab v(vocab_path(name));
+        EXPECT_TRUE(v.ok) << name;
+        if (v.ok) {
+            std::string text = "Hello world, 3 + 4 = 7";
+            EXPECT_EQ(v.decode(v.encode(text)), text) << name;
+        }
+    }
+}
 
 }  // namespace
