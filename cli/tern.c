@@ -10,9 +10,8 @@
 
 #include "formats/npy.h"
 #include "formats/tern_file.h"
+#include "cli/cli.h"
 #include "tern.h"
-
-#define MAX_TOKENS (1u << 20)
 
 static void usage(FILE *f) {
     fputs("usage: tern <command> [options]\n"
@@ -30,170 +29,6 @@ static void usage(FILE *f) {
           "common options: -t THREADS, --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
           "                (or TERN_ISA in the environment), --ctx N\n",
           f);
-}
-
-static int fail(const char *what, const tern_error *err) {
-    fprintf(stderr, "tern %s: %s\n", what, err->message[0] ? err->message : tern_status_string(err->status));
-    return 1;
-}
-
-static int bad_usage(const char *fmt, const char *arg) {
-    fprintf(stderr, "tern: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n(run 'tern help' for usage)\n");
-    return 2;
-}
-
-/* ---- Options shared by the model-running commands ------------------------ */
-typedef struct {
-    const char *model;
-    const char *out;
-    const char *tokens;
-    const char *isa;
-    uint32_t threads;
-    uint32_t n_ctx;
-    uint32_t n_predict;
-    int stepwise;
-    int verify;
-    tern_sampler_options sampling;
-} run_args;
-
-static int parse_u32(const char *s, uint32_t *out) {
-    char *end;
-    errno = 0;
-    unsigned long v = strtoul(s, &end, 10);
-    if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-') return -1;
-    *out = (uint32_t)v;
-    return 0;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    *out = strtof(s, &end);
-    return (errno || end == s || *end) ? -1 : 0;
-}
-
-static int parse_run_args(int argc, char **argv, run_args *a) {
-    memset(a, 0, sizeof *a);
-    a->sampling.top_p = 1.0f;
-    a->n_predict = 32;
-    for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED_VALUE                                                                                 \
-    if (!val) return bad_usage("%s needs a value", arg);                                          \
-    i++
-        if (!strcmp(arg, "-o") || !strcmp(arg, "--output")) {
-            NEED_VALUE;
-            a->out = val;
-        } else if (!strcmp(arg, "--tokens")) {
-            NEED_VALUE;
-            a->tokens = val;
-        } else if (!strcmp(arg, "--isa")) {
-            NEED_VALUE;
-            a->isa = val;
-        } else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
-            NEED_VALUE;
-            if (parse_u32(val, &a->threads)) return bad_usage("bad thread count '%s'", val);
-        } else if (!strcmp(arg, "--ctx")) {
-            NEED_VALUE;
-            if (parse_u32(val, &a->n_ctx)) return bad_usage("bad context size '%s'", val);
-        } else if (!strcmp(arg, "-n")) {
-            NEED_VALUE;
-            if (parse_u32(val, &a->n_predict)) return bad_usage("bad token count '%s'", val);
-        } else if (!strcmp(arg, "--temp")) {
-            NEED_VALUE;
-            if (parse_float(val, &a->sampling.temperature)) return bad_usage("bad temperature '%s'", val);
-        } else if (!strcmp(arg, "--top-k")) {
-            NEED_VALUE;
-            if (parse_u32(val, &a->sampling.top_k)) return bad_usage("bad top-k '%s'", val);
-        } else if (!strcmp(arg, "--top-p")) {
-            NEED_VALUE;
-            if (parse_float(val, &a->sampling.top_p)) return bad_usage("bad top-p '%s'", val);
-        } else if (!strcmp(arg, "--seed")) {
-            NEED_VALUE;
-            char *end;
-            errno = 0;
-            a->sampling.seed = strtoull(val, &end, 10);
-            if (errno || *end || end == val) return bad_usage("bad seed '%s'", val);
-        } else if (!strcmp(arg, "--stepwise")) {
-            a->stepwise = 1;
-        } else if (!strcmp(arg, "--verify")) {
-            a->verify = 1;
-        } else if (arg[0] == '-' && arg[1]) {
-            return bad_usage("unknown option '%s'", arg);
-        } else if (!a->model) {
-            a->model = arg;
-        } else {
-            return bad_usage("unexpected argument '%s'", arg);
-        }
-#undef NEED_VALUE
-    }
-    if (!a->model) return bad_usage("%s", "no model given");
-    return 0;
-}
-
-/* "1,2,3" -> malloc'ed int32 array. */
-static int parse_tokens(const char *s, int32_t **out, size_t *n) {
-    size_t cap = 16, len = 0;
-    int32_t *v = malloc(cap * sizeof *v);
-    if (!v) return -1;
-    while (*s) {
-        char *end;
-        errno = 0;
-        long t = strtol(s, &end, 10);
-        if (end == s || errno || t < INT32_MIN || t > INT32_MAX || len >= MAX_TOKENS) {
-            free(v);
-            return -1;
-        }
-        if (len == cap) {
-            int32_t *grown = realloc(v, (cap *= 2) * sizeof *v);
-            if (!grown) {
-                free(v);
-                return -1;
-            }
-            v = grown;
-        }
-        v[len++] = (int32_t)t;
-        s = end;
-        if (*s == ',' || *s == ' ') s++;
-        else if (*s) {
-            free(v);
-            return -1;
-        }
-    }
-    *out = v;
-    *n = len;
-    return 0;
-}
-
-static int open_model(const run_args *a, tern_model **model, tern_session **session,
-                      tern_model_info *info) {
-    tern_error err = {0};
-    tern_model_options mo;
-    tern_model_options_default(&mo);
-    mo.verify_checksums = a->verify;
-    const char *isa = a->isa ? a->isa : getenv("TERN_ISA");
-    if (isa && *isa && tern_isa_mask_parse(isa, &mo.isa_mask) != TERN_OK)
-        return bad_usage("unknown instruction set '%s'", isa);
-    if (tern_model_open(a->model, &mo, model, &err) != TERN_OK) return fail("open", &err);
-    tern_model_get_info(*model, info);
-    tern_session_options so;
-    tern_session_options_default(&so);
-    so.n_threads = a->threads;
-    so.n_ctx = a->n_ctx;
-    if (tern_session_create(*model, &so, session, &err) != TERN_OK) {
-        tern_model_close(*model);
-        return fail("session", &err);
-    }
-    return 0;
-}
-
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- convert -------------------------------------------------------------- */
@@ -214,32 +49,32 @@ static int cmd_convert(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
-            if (!val) return bad_usage("%s needs a value", argv[i]);
+            if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             dst = argv[++i];
         } else if (!strcmp(argv[i], "--weights")) {
-            if (!val) return bad_usage("%s needs a value", argv[i]);
+            if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             i++;
             if (!strcmp(val, "f32")) opts.weights = TERN_WEIGHTS_F32;
             else if (!strcmp(val, "f16")) opts.weights = TERN_WEIGHTS_F16;
             else if (!strcmp(val, "bf16")) opts.weights = TERN_WEIGHTS_BF16;
-            else return bad_usage("unknown weight encoding '%s' (f32, f16, bf16)", val);
+            else return tern_cli_bad_usage("unknown weight encoding '%s' (f32, f16, bf16)", val);
         } else if (!strcmp(argv[i], "--tokenizer")) {
-            if (!val) return bad_usage("%s needs a value", argv[i]);
+            if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             opts.tokenizer_path = argv[++i];
         } else if (argv[i][0] == '-') {
-            return bad_usage("unknown option '%s'", argv[i]);
+            return tern_cli_bad_usage("unknown option '%s'", argv[i]);
         } else if (!src) {
             src = argv[i];
         } else {
-            return bad_usage("unexpected argument '%s'", argv[i]);
+            return tern_cli_bad_usage("unexpected argument '%s'", argv[i]);
         }
     }
-    if (!src || !dst) return bad_usage("%s", "convert needs SRC and -o OUT.tern");
+    if (!src || !dst) return tern_cli_bad_usage("%s", "convert needs SRC and -o OUT.tern");
     if (isatty(STDERR_FILENO)) opts.progress = progress_bar;
     tern_error err = {0};
-    double t0 = now_seconds();
-    if (tern_convert(src, dst, &opts, &err) != TERN_OK) return fail("convert", &err);
-    fprintf(stderr, "wrote %s in %.2f s\n", dst, now_seconds() - t0);
+    double t0 = tern_cli_now_seconds();
+    if (tern_convert(src, dst, &opts, &err) != TERN_OK) return tern_cli_fail("convert", &err);
+    fprintf(stderr, "wrote %s in %.2f s\n", dst, tern_cli_now_seconds() - t0);
     return 0;
 }
 
@@ -269,11 +104,11 @@ static void print_meta_value(const tern_file *f, const char *key, tern_meta_type
 
 static int cmd_info(int argc, char **argv) {
     run_args a;
-    int rc = parse_run_args(argc, argv, &a);
+    int rc = tern_cli_parse_run_args(argc, argv, &a);
     if (rc) return rc;
     tern_file f;
     tern_error err = {0};
-    if (tern_file_open(a.model, a.verify, &f, &err) != TERN_OK) return fail("info", &err);
+    if (tern_file_open(a.model, a.verify, &f, &err) != TERN_OK) return tern_cli_fail("info", &err);
     printf("file: %s\n", a.model);
     printf("format: .tern %u.%u, %" PRIu64 " bytes, %u tensors, %u metadata keys%s\n",
            f.header->version_major, f.header->version_minor, f.size, f.n_tensors, f.n_meta,
@@ -330,16 +165,17 @@ static int cmd_info(int argc, char **argv) {
 /* ---- logits --------------------------------------------------------------- */
 static int cmd_logits(int argc, char **argv) {
     run_args a;
-    int rc = parse_run_args(argc, argv, &a);
+    int rc = tern_cli_parse_run_args(argc, argv, &a);
     if (rc) return rc;
-    if (!a.tokens || !a.out) return bad_usage("%s", "logits needs --tokens and -o OUT.npy");
+    if (a.pixels && a.out) return tern_cli_logits_pixels(&a);
+    if (!a.tokens || !a.out) return tern_cli_bad_usage("%s", "logits needs --tokens (or --pixels) and -o OUT.npy");
     int32_t *tokens;
     size_t n;
-    if (parse_tokens(a.tokens, &tokens, &n) || n == 0) return bad_usage("bad token list '%s'", a.tokens);
+    if (tern_cli_parse_tokens(a.tokens, &tokens, &n) || n == 0) return tern_cli_bad_usage("bad token list '%s'", a.tokens);
     tern_model *model;
     tern_session *session;
     tern_model_info info;
-    if ((rc = open_model(&a, &model, &session, &info))) {
+    if ((rc = tern_cli_open_model(&a, &model, &session, &info))) {
         free(tokens);
         return rc;
     }
@@ -354,17 +190,17 @@ static int cmd_logits(int argc, char **argv) {
         for (size_t i = 0; i < n; i++) {
             if (tern_session_feed(session, tokens + i, 1, logits + i * info.n_vocab, TERN_LOGITS_LAST,
                                   &err) != TERN_OK) {
-                rc = fail("logits", &err);
+                rc = tern_cli_fail("logits", &err);
                 goto done;
             }
         }
     } else if (tern_session_feed(session, tokens, n, logits, TERN_LOGITS_ALL, &err) != TERN_OK) {
-        rc = fail("logits", &err);
+        rc = tern_cli_fail("logits", &err);
         goto done;
     }
     uint64_t shape[2] = {n, info.n_vocab};
     if (tern_npy_write_f32(a.out, logits, 2, shape, &err) != TERN_OK) {
-        rc = fail("logits", &err);
+        rc = tern_cli_fail("logits", &err);
         goto done;
     }
     rc = 0;
@@ -379,15 +215,15 @@ done:
 /* ---- generate ------------------------------------------------------------- */
 static int cmd_generate(int argc, char **argv) {
     run_args a;
-    int rc = parse_run_args(argc, argv, &a);
+    int rc = tern_cli_parse_run_args(argc, argv, &a);
     if (rc) return rc;
     tern_model *model;
     tern_session *session;
     tern_model_info info;
     int32_t *prompt = NULL;
     size_t n_prompt = 0;
-    if (a.tokens && parse_tokens(a.tokens, &prompt, &n_prompt)) return bad_usage("bad token list '%s'", a.tokens);
-    if ((rc = open_model(&a, &model, &session, &info))) {
+    if (a.tokens && tern_cli_parse_tokens(a.tokens, &prompt, &n_prompt)) return tern_cli_bad_usage("bad token list '%s'", a.tokens);
+    if ((rc = tern_cli_open_model(&a, &model, &session, &info))) {
         free(prompt);
         return rc;
     }
@@ -411,12 +247,12 @@ static int cmd_generate(int argc, char **argv) {
     }
     tern_sampler sampler;
     tern_sampler_init(&sampler, &a.sampling);
-    double t0 = now_seconds();
+    double t0 = tern_cli_now_seconds();
     if (tern_session_feed(session, prompt, n_prompt, logits, TERN_LOGITS_LAST, &err) != TERN_OK) {
-        rc = fail("generate", &err);
+        rc = tern_cli_fail("generate", &err);
         goto done;
     }
-    double t1 = now_seconds();
+    double t1 = tern_cli_now_seconds();
     uint32_t produced = 0;
     for (; produced < a.n_predict; produced++) {
         int32_t next = tern_sampler_sample(&sampler, logits, info.n_vocab, scratch);
@@ -432,11 +268,11 @@ static int cmd_generate(int argc, char **argv) {
         }
         if (tern_session_feed(session, &next, 1, logits, TERN_LOGITS_LAST, &err) != TERN_OK) {
             printf("\n");
-            rc = fail("generate", &err);
+            rc = tern_cli_fail("generate", &err);
             goto done;
         }
     }
-    double t2 = now_seconds();
+    double t2 = tern_cli_now_seconds();
     printf("\n");
     fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tokens/s); generated: %u tokens in %.3f s (%.2f tokens/s); isa %s\n",
             n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1,
@@ -460,6 +296,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 2, argv + 2);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 2, argv + 2);
+    if (!strcmp(cmd, "classify")) return tern_cli_classify(argc - 2, argv + 2);
     if (!strcmp(cmd, "generate")) return cmd_generate(argc - 2, argv + 2);
-    return bad_usage("unknown command '%s'", cmd);
+    return tern_cli_bad_usage("unknown command '%s'", cmd);
 }

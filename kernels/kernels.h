@@ -94,8 +94,9 @@ typedef struct tern_kernels {
     /* y = a + b; y may alias a or b */
     void (*add)(size_t n, const float *a, const float *b, float *y);
     tern_attention_fn attention;
-    /* Reserved for the recurrent families (Mamba selective scan, conv1d,
-     * RWKV WKV): added by their issue with the same tiering. */
+    /* Mamba (runtime/mamba.c): */
+    /* RWKV (runtime/rwkv.c): */
+    /* ViT (runtime/vit.c) uses layernorm, gelu, attention and linear. */
 } tern_kernels;
 
 /* Fills k with every tier allowed by isa_mask that this CPU has. */

@@ -1,0 +1,47 @@
+/* Shared pieces of the tern command's sub-commands. */
+#ifndef TERN_CLI_CLI_H
+#define TERN_CLI_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tern.h"
+
+#define MAX_TOKENS (1u << 20)
+
+/* ---- Options shared by the model-running commands ------------------------ */
+typedef struct run_args {
+    const char *model;
+    const char *out;
+    const char *tokens;
+    const char *pixels; /* --pixels IN.npy */
+    const char *isa;
+    uint32_t threads;
+    uint32_t n_ctx;
+    uint32_t n_predict;
+    int stepwise;
+    int verify;
+    tern_sampler_options sampling;
+} run_args;
+
+/* Prints "tern WHAT: message" and returns 1 (the exit code of a failure). */
+int tern_cli_fail(const char *what, const tern_error *err);
+/* Prints a usage error and returns 2. fmt has one %s. */
+int tern_cli_bad_usage(const char *fmt, const char *arg);
+int tern_cli_parse_u32(const char *s, uint32_t *out);
+int tern_cli_parse_float(const char *s, float *out);
+/* Options of the model-running commands; 0 or an exit code. */
+int tern_cli_parse_run_args(int argc, char **argv, run_args *a);
+/* "1,2,3" -> malloc'ed int32 array. */
+int tern_cli_parse_tokens(const char *s, int32_t **out, size_t *n);
+/* Opens a.model and a session with a's options; 0 or an exit code. */
+int tern_cli_open_model(const run_args *a, tern_model **model, tern_session **session,
+                        tern_model_info *info);
+double tern_cli_now_seconds(void);
+
+/* Sub-commands in other files. */
+int tern_cli_classify(int argc, char **argv);
+/* `tern logits MODEL --pixels IN.npy -o OUT.npy` for vision models. */
+int tern_cli_logits_pixels(const run_args *a);
+
+#endif
