@@ -14,11 +14,14 @@ typedef struct run_args {
     const char *model;
     const char *out;
     const char *tokens;
+    const char *prompt; /* -p TEXT */
+    const char *file;   /* -f FILE */
     const char *pixels; /* --pixels IN.npy */
     const char *isa;
     uint32_t threads;
     uint32_t n_ctx;
     uint32_t n_predict;
+    int n_predict_set;
     int stepwise;
     int verify;
     tern_sampler_options sampling;
@@ -40,6 +43,11 @@ int tern_cli_open_model(const run_args *a, tern_model **model, tern_session **se
 double tern_cli_now_seconds(void);
 
 /* Sub-commands in other files. */
+int tern_cli_generate(int argc, char **argv);
+int tern_cli_chat(int argc, char **argv);
+int tern_cli_tokenize(int argc, char **argv);
+int tern_cli_detokenize(int argc, char **argv);
+int tern_cli_perplexity(int argc, char **argv);
 int tern_cli_classify(int argc, char **argv);
 /* `tern logits MODEL --pixels IN.npy -o OUT.npy` for vision models. */
 int tern_cli_logits_pixels(const run_args *a);

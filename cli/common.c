@@ -52,6 +52,12 @@ int tern_cli_parse_run_args(int argc, char **argv, run_args *a) {
         } else if (!strcmp(arg, "--tokens")) {
             NEED_VALUE;
             a->tokens = val;
+        } else if (!strcmp(arg, "-p") || !strcmp(arg, "--prompt")) {
+            NEED_VALUE;
+            a->prompt = val;
+        } else if (!strcmp(arg, "-f") || !strcmp(arg, "--file")) {
+            NEED_VALUE;
+            a->file = val;
         } else if (!strcmp(arg, "--pixels")) {
             NEED_VALUE;
             a->pixels = val;
@@ -67,6 +73,7 @@ int tern_cli_parse_run_args(int argc, char **argv, run_args *a) {
         } else if (!strcmp(arg, "-n")) {
             NEED_VALUE;
             if (tern_cli_parse_u32(val, &a->n_predict)) return tern_cli_bad_usage("bad token count '%s'", val);
+            a->n_predict_set = 1;
         } else if (!strcmp(arg, "--temp")) {
             NEED_VALUE;
             if (tern_cli_parse_float(val, &a->sampling.temperature)) return tern_cli_bad_usage("bad temperature '%s'", val);
@@ -122,11 +129,11 @@ int tern_cli_parse_tokens(const char *s, int32_t **out, size_t *n) {
         }
         v[len++] = (int32_t)t;
         s = end;
-        if (*s == ',' || *s == ' ') s++;
-        else if (*s) {
+        if (*s && !strchr(", \t\r\n", *s)) {
             free(v);
             return -1;
         }
+        while (*s && strchr(", \t\r\n", *s)) s++;
     }
     *out = v;
     *n = len;

@@ -18,16 +18,23 @@ static void usage(FILE *f) {
           "\n"
           "commands:\n"
           "  convert SRC -o OUT.tern [--weights f32|f16|bf16]\n"
-          "      convert a checkpoint (Hugging Face folder) into a .tern file\n"
+          "      convert a checkpoint (Hugging Face folder, GGUF file) into a .tern file\n"
           "  info MODEL.tern [--verify]\n"
           "      architecture, hyper-parameters, tensor table, bytes per encoding\n"
+          "  generate MODEL.tern (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
+          "      continue a text (or token ids); speed on standard error\n"
+          "  chat MODEL.tern [-p SYSTEM] [-n MAX]\n"
+          "      multi-turn chat with the model's template, one user message per line of input\n"
+          "  tokenize MODEL.tern|VOCAB.gguf [--ids] [--bos]    (text on standard input)\n"
+          "  detokenize MODEL.tern                             (token ids on standard input)\n"
+          "  perplexity MODEL.tern -f FILE.txt [--ctx N] [--stride S] [--json]\n"
           "  logits MODEL.tern --tokens 1,2,3 [--stepwise] -o OUT.npy\n"
           "      float32 [T, vocab] logits of every position (--stepwise: one token at a time)\n"
-          "  generate MODEL.tern --tokens 1,2,3 -n N [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
-          "      continue a token sequence; prints token ids, speed on standard error\n"
+          "  logits MODEL.tern --pixels IN.npy -o OUT.npy      (vision models)\n"
+          "  classify MODEL.tern IMAGE... [--top K]            (vision models)\n"
           "\n"
-          "common options: -t THREADS, --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
-          "                (or TERN_ISA in the environment), --ctx N\n",
+          "common options: -t THREADS, --ctx N, --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
+          "                (or TERN_ISA in the environment)\n",
           f);
 }
 
@@ -213,80 +220,6 @@ done:
 }
 
 /* ---- generate ------------------------------------------------------------- */
-static int cmd_generate(int argc, char **argv) {
-    run_args a;
-    int rc = tern_cli_parse_run_args(argc, argv, &a);
-    if (rc) return rc;
-    tern_model *model;
-    tern_session *session;
-    tern_model_info info;
-    int32_t *prompt = NULL;
-    size_t n_prompt = 0;
-    if (a.tokens && tern_cli_parse_tokens(a.tokens, &prompt, &n_prompt)) return tern_cli_bad_usage("bad token list '%s'", a.tokens);
-    if ((rc = tern_cli_open_model(&a, &model, &session, &info))) {
-        free(prompt);
-        return rc;
-    }
-    rc = 1;
-    tern_error err = {0};
-    float *logits = malloc((size_t)info.n_vocab * sizeof(float));
-    void *scratch = malloc((size_t)info.n_vocab * 8);
-    if (!logits || !scratch) {
-        fprintf(stderr, "tern generate: out of memory\n");
-        goto done;
-    }
-    if (n_prompt == 0) {
-        if (info.bos_token < 0) {
-            fprintf(stderr, "tern generate: no --tokens given and the model has no BOS token\n");
-            goto done;
-        }
-        prompt = malloc(sizeof *prompt);
-        if (!prompt) goto done;
-        prompt[0] = info.bos_token;
-        n_prompt = 1;
-    }
-    tern_sampler sampler;
-    tern_sampler_init(&sampler, &a.sampling);
-    double t0 = tern_cli_now_seconds();
-    if (tern_session_feed(session, prompt, n_prompt, logits, TERN_LOGITS_LAST, &err) != TERN_OK) {
-        rc = tern_cli_fail("generate", &err);
-        goto done;
-    }
-    double t1 = tern_cli_now_seconds();
-    uint32_t produced = 0;
-    for (; produced < a.n_predict; produced++) {
-        int32_t next = tern_sampler_sample(&sampler, logits, info.n_vocab, scratch);
-        printf("%s%d", produced ? " " : "", next);
-        fflush(stdout);
-        if (next == info.eos_token) {
-            produced++;
-            break;
-        }
-        if (produced + 1 == a.n_predict) {
-            produced++;
-            break;
-        }
-        if (tern_session_feed(session, &next, 1, logits, TERN_LOGITS_LAST, &err) != TERN_OK) {
-            printf("\n");
-            rc = tern_cli_fail("generate", &err);
-            goto done;
-        }
-    }
-    double t2 = tern_cli_now_seconds();
-    printf("\n");
-    fprintf(stderr, "prompt: %zu tokens in %.3f s (%.2f tokens/s); generated: %u tokens in %.3f s (%.2f tokens/s); isa %s\n",
-            n_prompt, t1 - t0, n_prompt / (t1 - t0), produced, t2 - t1,
-            produced > 1 ? (produced - 1) / (t2 - t1) : 0.0, tern_isa_name(info.isa));
-    rc = 0;
-done:
-    free(logits);
-    free(scratch);
-    free(prompt);
-    tern_session_destroy(session);
-    tern_model_close(model);
-    return rc;
-}
-
 int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -297,6 +230,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(cmd, "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(cmd, "classify")) return tern_cli_classify(argc - 2, argv + 2);
-    if (!strcmp(cmd, "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "generate")) return tern_cli_generate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "chat")) return tern_cli_chat(argc - 2, argv + 2);
+    if (!strcmp(cmd, "tokenize")) return tern_cli_tokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "detokenize")) return tern_cli_detokenize(argc - 2, argv + 2);
+    if (!strcmp(cmd, "perplexity")) return tern_cli_perplexity(argc - 2, argv + 2);
     return tern_cli_bad_usage("unknown command '%s'", cmd);
 }

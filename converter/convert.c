@@ -14,6 +14,7 @@
 /* Source kinds, most specific first. GGUF and llama2.c files slot in here;
  * new Hugging Face architectures go into hf.c's own table. */
 static const tern_importer *const tern_importers[] = {
+    &tern_importer_gguf,
     &tern_importer_hf,
 };
 #define TERN_N_IMPORTERS (sizeof tern_importers / sizeof tern_importers[0])
@@ -46,6 +47,38 @@ void tern_convert_basename(const char *path, char *out, size_t size) {
     out[n] = '\0';
 }
 
+tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name, uint32_t ndim,
+                                        const uint64_t *dims, float *buf, tern_encoding enc,
+                                        uint64_t src_bytes, tern_error *err) {
+    if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16)
+        return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: target encoding %s not supported",
+                         name, tern_encoding_name(enc));
+    tern_tensor_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.encoding = enc;
+    desc.layout = TERN_LAYOUT_ROW_MAJOR;
+    desc.ndim = ndim;
+    for (uint32_t d = 0; d < ndim && d < 4; d++) desc.dims[d] = dims[d];
+    const uint64_t count = tern_tensor_elements(&desc);
+    if (ndim < 1 || ndim > 4 || count == 0)
+        return tern_fail(err, TERN_ERR_FORMAT, "tensor %s: bad shape (%u dimensions)", name, ndim);
+    if (enc != TERN_ENC_F32) {
+        /* Narrow in place: element i's 2 bytes land below element i's float,
+         * which is read before the store. */
+        uint16_t *half = (uint16_t *)(void *)buf;
+        for (uint64_t i = 0; i < count; i++) {
+            float v = buf[i];
+            half[i] = enc == TERN_ENC_F16 ? tern_f32_to_f16(v) : tern_f32_to_bf16(v);
+        }
+    }
+    const void *planes[TERN_PLANE_COUNT] = {buf, NULL, NULL, NULL};
+    tern_status st = tern_writer_add_tensor(ctx->writer, name, &desc, planes, err);
+    if (st != TERN_OK) return tern_fail_context(err, st, "writing tensor %s", name);
+    ctx->done_bytes += src_bytes;
+    if (ctx->progress) ctx->progress(ctx->progress_user, ctx->done_bytes, ctx->total_bytes, name);
+    return TERN_OK;
+}
+
 tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
                                        const tern_st_tensor *src, uint32_t ndim,
                                        const uint64_t *dims, tern_encoding enc, tern_error *err) {
@@ -59,45 +92,17 @@ tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
         return tern_fail(err, TERN_ERR_UNSUPPORTED,
                          "tensor %s: cannot be written with %u dimensions of %llu elements",
                          src->name, ndim, (unsigned long long)count);
-    if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16)
-        return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: target encoding %s not supported",
-                         name, tern_encoding_name(enc));
     if (src->n_elements > SIZE_MAX / sizeof(float))
         return tern_fail(err, TERN_ERR_NO_MEMORY, "tensor %s is too large for this machine",
                          src->name);
-
-    tern_tensor_desc desc;
-    memset(&desc, 0, sizeof desc);
-    desc.encoding = enc;
-    desc.layout = TERN_LAYOUT_ROW_MAJOR;
-    desc.ndim = ndim;
-    for (uint32_t d = 0; d < ndim; d++) desc.dims[d] = dims[d];
-
     float *buf = malloc(src->n_elements ? (size_t)src->n_elements * sizeof(float) : 1);
     if (!buf)
         return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for tensor %s (%llu elements)",
                          src->name, (unsigned long long)src->n_elements);
     tern_status st = tern_st_to_f32(src, buf, err);
-    if (st == TERN_OK && enc != TERN_ENC_F32) {
-        /* Narrow in place: element i's 2 bytes land below element i's float,
-         * which is read before the store. */
-        uint16_t *half = (uint16_t *)(void *)buf;
-        for (uint64_t i = 0; i < src->n_elements; i++) {
-            float v = buf[i];
-            half[i] = enc == TERN_ENC_F16 ? tern_f32_to_f16(v) : tern_f32_to_bf16(v);
-        }
-    }
-    if (st == TERN_OK) {
-        const void *planes[TERN_PLANE_COUNT] = {buf, NULL, NULL, NULL};
-        st = tern_writer_add_tensor(ctx->writer, name, &desc, planes, err);
-        if (st != TERN_OK) tern_fail_context(err, st, "writing tensor %s", name);
-    }
+    if (st == TERN_OK) st = tern_convert_add_f32_tensor(ctx, name, ndim, dims, buf, enc, src->size, err);
     free(buf);
-    if (st != TERN_OK) return st;
-
-    ctx->done_bytes += src->size;
-    if (ctx->progress) ctx->progress(ctx->progress_user, ctx->done_bytes, ctx->total_bytes, name);
-    return TERN_OK;
+    return st;
 }
 
 tern_status tern_convert(const char *src_path, const char *dst_path,

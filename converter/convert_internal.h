@@ -10,6 +10,7 @@
 #include "formats/encoding.h"
 #include "formats/safetensors.h"
 #include "formats/tern_file.h"
+#include "runtime/tokenizer.h"
 #include "tern.h"
 
 #ifdef __cplusplus
@@ -36,6 +37,10 @@ typedef struct tern_importer {
 } tern_importer;
 
 extern const tern_importer tern_importer_hf;
+extern const tern_importer tern_importer_gguf;
+
+/* Writes a tokenizer's tokenizer.* metadata (formats/keys.h). */
+tern_status tern_tokenizer_desc_write(tern_writer *w, const tern_tokenizer_desc *desc, tern_error *err);
 
 /* The .tern encoding for a source tensor of `ndim` dimensions: 1-D tensors
  * (norms, biases) stay F32, others follow ctx->weights. */
@@ -48,6 +53,12 @@ tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim);
 tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
                                        const tern_st_tensor *src, uint32_t ndim,
                                        const uint64_t *dims, tern_encoding enc, tern_error *err);
+
+/* Adds a tensor from a float buffer of the shape's element count, narrowed
+ * in place to `enc` (F32, F16 or BF16), and reports src_bytes of progress. */
+tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name, uint32_t ndim,
+                                        const uint64_t *dims, float *buf, tern_encoding enc,
+                                        uint64_t src_bytes, tern_error *err);
 
 /* Last path component of `path` without trailing slashes, into out[size]. */
 void tern_convert_basename(const char *path, char *out, size_t size);

@@ -152,6 +152,45 @@ TERN_API uint32_t tern_session_position(const tern_session *session);
 TERN_API tern_status tern_session_truncate(tern_session *session, uint32_t n_keep,
                                            tern_error *err);
 
+/* ---- Text ------------------------------------------------------------------
+ * Models converted with their tokenizer carry it inside the .tern file. */
+
+/* 1 when the model has a tokenizer. */
+TERN_API int tern_model_has_tokenizer(const tern_model *model);
+/* UTF-8 text -> token ids. add_special: BOS/EOS as the model's tokenizer
+ * asks; parse_special: special-token texts in the input (e.g. "<|im_end|>")
+ * become those tokens. Writes up to cap ids and sets *n_out to the full
+ * count: TERN_ERR_OUT_OF_RANGE when cap was too small. */
+TERN_API tern_status tern_model_tokenize(const tern_model *model, const char *text, size_t length,
+                                         int add_special, int parse_special, int32_t *out,
+                                         size_t cap, size_t *n_out, tern_error *err);
+/* 1 for tokens that end generation (EOS, EOT, EOM). */
+TERN_API int tern_model_is_eog(const tern_model *model, int32_t token);
+/* The id of a token's exact text, or -1. */
+TERN_API int32_t tern_model_token_id(const tern_model *model, const char *text, size_t length);
+/* The text of a token (control tokens too) into buf[cap]; the length, or -1
+ * for ids outside the vocabulary or a model without tokenizer, or the negated
+ * length needed when cap is too small. */
+TERN_API int tern_model_token_piece(const tern_model *model, int32_t token, char *buf, size_t cap);
+/* The chat template (Jinja source) the model came with; TERN_ERR_UNSUPPORTED if none. */
+TERN_API tern_status tern_model_chat_template(const tern_model *model, const char **text,
+                                              size_t *length);
+
+/* Streaming detokenizer: ids in, complete UTF-8 text out (a character split
+ * across tokens is held until it is whole). */
+typedef struct tern_detokenizer tern_detokenizer;
+/* special: render control tokens (e.g. "</s>") as their text. */
+TERN_API tern_status tern_detokenizer_create(const tern_model *model, int special,
+                                             tern_detokenizer **out, tern_error *err);
+/* Appends the text completed by `token` to out[cap] and sets *n_out to its
+ * length; TERN_ERR_INVALID_ARG names the size needed when cap is too small
+ * (1024 bytes suffice for every vocabulary seen so far). */
+TERN_API tern_status tern_detokenizer_feed(tern_detokenizer *d, int32_t token, char *out,
+                                           size_t cap, size_t *n_out, tern_error *err);
+/* Emits what is still held (an incomplete character, as is). */
+TERN_API size_t tern_detokenizer_flush(tern_detokenizer *d, char *out, size_t cap);
+TERN_API void tern_detokenizer_destroy(tern_detokenizer *d);
+
 /* ---- Vision models (ViT) -------------------------------------------------- */
 typedef enum tern_interpolation {
     TERN_INTERP_BILINEAR = 0,

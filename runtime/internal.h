@@ -9,6 +9,7 @@
 
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
+#include "runtime/tokenizer.h"
 #include "tern.h"
 
 #ifdef __cplusplus
@@ -31,6 +32,7 @@ struct tern_model {
     int32_t eos_token;
     const tern_arch_ops *ops;
     const char *labels_key; /* metadata key of the class labels, or NULL */
+    tern_tokenizer *tokenizer; /* NULL when the file has none */
     void *impl; /* the family's weights and hyper-parameters */
 };
 
@@ -68,6 +70,10 @@ struct tern_arch_ops {
 };
 
 extern const tern_arch_ops tern_llama_ops;
+
+/* The tokenizer stored in a file's tokenizer.* metadata; *out stays NULL when
+ * the file has none. */
+tern_status tern_tokenizer_from_file(const tern_file *file, tern_tokenizer **out, tern_error *err);
 
 /* ---- Helpers shared by the families (runtime/weights.c, runtime/parallel.c) */
 

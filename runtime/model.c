@@ -72,6 +72,10 @@ tern_status tern_model_open(const char *path, const tern_model_options *opts, te
             goto fail;
         copy_string(m->name, sizeof m->name, name, name_len);
     }
+    if ((st = tern_tokenizer_from_file(&m->file, &m->tokenizer, err)) != TERN_OK) {
+        tern_fail_context(err, st, "%s: tokenizer", path);
+        goto fail;
+    }
     tern_kernels_init(&m->kernels, opts->isa_mask);
     if ((st = m->ops->load(m, err)) != TERN_OK) {
         tern_fail_context(err, st, "%s", path);
@@ -80,6 +84,7 @@ tern_status tern_model_open(const char *path, const tern_model_options *opts, te
     *out = m;
     return TERN_OK;
 fail:
+    tern_tokenizer_destroy(m->tokenizer);
     tern_file_close(&m->file);
     free(m);
     return st;
@@ -88,6 +93,7 @@ fail:
 void tern_model_close(tern_model *model) {
     if (!model) return;
     if (model->ops && model->impl) model->ops->unload(model);
+    tern_tokenizer_destroy(model->tokenizer);
     tern_file_close(&model->file);
     free(model);
 }
