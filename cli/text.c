@@ -142,7 +142,8 @@ int tern_cli_generate(int argc, char **argv) {
     long produced = generate_loop(session, model, &info, &sampler, logits, scratch, a.n_predict,
                                   detok, &stopped, &err);
     double t2 = tern_cli_now_seconds();
-    printf("\n");
+    /* Text goes out exactly as generated; a newline only for a terminal. */
+    if (!detok || isatty(STDOUT_FILENO)) printf("\n");
     if (produced < 0) {
         rc = tern_cli_fail("generate", &err);
         goto done;

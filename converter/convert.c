@@ -15,6 +15,7 @@
  * new Hugging Face architectures go into hf.c's own table. */
 static const tern_importer *const tern_importers[] = {
     &tern_importer_gguf,
+    &tern_importer_llama2c,
     &tern_importer_hf,
 };
 #define TERN_N_IMPORTERS (sizeof tern_importers / sizeof tern_importers[0])
@@ -149,6 +150,7 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
     tern_convert_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.src_path = src_path;
+    ctx.tokenizer_path = opts->tokenizer_path;
     ctx.weights = opts->weights;
     ctx.progress = opts->progress;
     ctx.progress_user = opts->progress_user;

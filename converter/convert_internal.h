@@ -20,6 +20,7 @@ extern "C" {
 /* State of one conversion, handed to the importer. */
 typedef struct tern_convert_ctx {
     const char *src_path;
+    const char *tokenizer_path; /* a separate tokenizer file, or NULL */
     tern_writer *writer;
     tern_weight_type weights;  /* encoding of 2-D weights */
     tern_progress_fn progress; /* may be NULL */
@@ -38,6 +39,7 @@ typedef struct tern_importer {
 
 extern const tern_importer tern_importer_hf;
 extern const tern_importer tern_importer_gguf;
+extern const tern_importer tern_importer_llama2c;
 
 /* Writes a tokenizer's tokenizer.* metadata (formats/keys.h). */
 tern_status tern_tokenizer_desc_write(tern_writer *w, const tern_tokenizer_desc *desc, tern_error *err);
