@@ -234,6 +234,8 @@ done:
 static const tern_hf_arch tern_hf_archs[] = {
     {"LlamaForCausalLM", "llama", "llama", tern_hf_convert_decoder},
     {"Qwen2ForCausalLM", "qwen2", "qwen2", tern_hf_convert_decoder},
+    {"MambaForCausalLM", "mamba", "mamba", tern_hf_convert_mamba},
+    {"RwkvForCausalLM", "rwkv", "rwkv4", tern_hf_convert_rwkv4},
 };
 #define TERN_HF_N_ARCHS (sizeof tern_hf_archs / sizeof tern_hf_archs[0])
 

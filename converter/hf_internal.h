@@ -34,6 +34,10 @@ typedef struct tern_hf_arch {
 /* Each architecture's converter (the table is in hf.c). */
 tern_status tern_hf_convert_decoder(tern_convert_ctx *ctx, const tern_hf_arch *arch,
                                     json_object *cfg, tern_error *err);
+tern_status tern_hf_convert_mamba(tern_convert_ctx *ctx, const tern_hf_arch *arch,
+                                  json_object *cfg, tern_error *err);
+tern_status tern_hf_convert_rwkv4(tern_convert_ctx *ctx, const tern_hf_arch *arch,
+                                  json_object *cfg, tern_error *err);
 
 /* ---- config.json ---------------------------------------------------------- */
 tern_status tern_hf_read_json(const char *path, size_t max_size, json_object **out, tern_error *err);

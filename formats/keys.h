@@ -60,4 +60,49 @@
 #define TERN_T_FFN_UP "blk.%d.ffn_up.weight"    /* [d_ff][d_model] */
 #define TERN_T_FFN_DOWN "blk.%d.ffn_down.weight" /* [d_model][d_ff] */
 
+/* Mamba-1 (general.architecture "mamba"; runtime/mamba.c). It also uses
+ * model.n_vocab, n_ctx (a bound on the position counter only: the state does
+ * not grow), d_model, n_layer, norm_eps (RMSNorm), bos/eos_token_id, and
+ * token_embd / output_norm / output (absent: tied) as above. */
+#define TERN_KEY_SSM_D_INNER "model.ssm.d_inner" /* u32: expand * d_model */
+#define TERN_KEY_SSM_D_STATE "model.ssm.d_state" /* u32: N, state size per channel */
+#define TERN_KEY_SSM_D_CONV "model.ssm.d_conv"   /* u32: causal conv1d kernel width */
+#define TERN_KEY_SSM_DT_RANK "model.ssm.dt_rank" /* u32: rank of the time-step projection */
+#define TERN_T_SSM_NORM "blk.%d.attn_norm.weight"  /* [d_model] (GGUF's name for the block norm) */
+#define TERN_T_SSM_IN "blk.%d.ssm_in.weight"       /* [2*d_inner][d_model]: x rows, then z rows; bias optional */
+#define TERN_T_SSM_CONV "blk.%d.ssm_conv1d.weight" /* [d_inner][d_conv] F32, oldest tap first; bias optional */
+#define TERN_T_SSM_X "blk.%d.ssm_x.weight"         /* [dt_rank+2*d_state][d_inner]: dt, B, C rows */
+#define TERN_T_SSM_DT "blk.%d.ssm_dt.weight"       /* [d_inner][dt_rank]; bias [d_inner] required */
+#define TERN_T_SSM_A "blk.%d.ssm_a"                /* [d_inner][d_state] F32: A = -exp(A_log) */
+#define TERN_T_SSM_D "blk.%d.ssm_d"                /* [d_inner] F32: skip connection */
+#define TERN_T_SSM_OUT "blk.%d.ssm_out.weight"     /* [d_model][d_inner]; bias optional */
+
+/* RWKV-4 (general.architecture "rwkv4"; runtime/rwkv.c). It also uses
+ * model.n_vocab, n_ctx (a bound on the position counter only), d_model,
+ * n_layer, d_ff (channel-mix width), norm_eps (block LayerNorms),
+ * bos/eos_token_id, and token_embd / output (absent: tied) as above. Every
+ * LayerNorm has a weight and a ".bias" [d_model], both required. Vectors
+ * are F32. RWKV-5/6/7 would be new architectures with their own blocks. */
+#define TERN_KEY_RWKV_D_ATT "model.rwkv.d_att"          /* u32: time-mix width (attention_hidden_size) */
+#define TERN_KEY_RWKV_RESCALE "model.rwkv.rescale_every" /* u32: 0, or halve the residual every N blocks */
+#define TERN_KEY_RWKV_OUT_EPS "model.rwkv.output_norm_eps" /* f32: epsilon of output_norm, optional (norm_eps) */
+#define TERN_T_RWKV_PRE_NORM "token_embd_norm.weight"    /* [d_model]: pre_ln of block 0 */
+#define TERN_T_RWKV_OUT_NORM "output_norm.weight"        /* [d_model] (ln_out), with bias */
+#define TERN_T_RWKV_ATT_NORM "blk.%d.attn_norm.weight"   /* [d_model] (ln1), with bias */
+#define TERN_T_RWKV_FFN_NORM "blk.%d.attn_norm_2.weight" /* [d_model] (ln2), with bias */
+#define TERN_T_RWKV_ATT_MIX_K "blk.%d.time_mix_lerp_k.weight" /* [d_model] time_mix_key */
+#define TERN_T_RWKV_ATT_MIX_V "blk.%d.time_mix_lerp_v.weight" /* [d_model] time_mix_value */
+#define TERN_T_RWKV_ATT_MIX_R "blk.%d.time_mix_lerp_r.weight" /* [d_model] time_mix_receptance */
+#define TERN_T_RWKV_DECAY "blk.%d.time_mix_decay"        /* [d_att]: w = -exp(time_decay), not the raw decay */
+#define TERN_T_RWKV_FIRST "blk.%d.time_mix_first.weight" /* [d_att]: u = time_first */
+#define TERN_T_RWKV_ATT_K "blk.%d.time_mix_key.weight"   /* [d_att][d_model] */
+#define TERN_T_RWKV_ATT_V "blk.%d.time_mix_value.weight" /* [d_att][d_model] */
+#define TERN_T_RWKV_ATT_R "blk.%d.time_mix_receptance.weight" /* [d_att][d_model] */
+#define TERN_T_RWKV_ATT_OUT "blk.%d.time_mix_output.weight"   /* [d_model][d_att] */
+#define TERN_T_RWKV_FFN_MIX_K "blk.%d.channel_mix_lerp_k.weight" /* [d_model] */
+#define TERN_T_RWKV_FFN_MIX_R "blk.%d.channel_mix_lerp_r.weight" /* [d_model] */
+#define TERN_T_RWKV_FFN_K "blk.%d.channel_mix_key.weight" /* [d_ff][d_model] */
+#define TERN_T_RWKV_FFN_R "blk.%d.channel_mix_receptance.weight" /* [d_model][d_model] */
+#define TERN_T_RWKV_FFN_V "blk.%d.channel_mix_value.weight" /* [d_model][d_ff] */
+
 #endif

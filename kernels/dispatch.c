@@ -29,6 +29,10 @@ void tern_kernels_init_ref(tern_kernels *k) {
     k->gelu = tern_f32_gelu_ukernel__ref;
     k->add = tern_f32_add_ukernel__ref;
     k->attention = tern_f32_attention_ukernel__ref;
+    k->ssm_conv = tern_f32_ssm_conv_silu_ukernel__ref;
+    k->ssm_scan = tern_f32_ssm_scan_ukernel__ref;
+    k->rwkv_shift = tern_f32_rwkv_shift_ukernel__ref;
+    k->wkv4 = tern_f32_wkv4_ukernel__ref;
 }
 
 /* Every tier with kernels compiled into this build, lowest first. The ref

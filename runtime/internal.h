@@ -70,6 +70,8 @@ struct tern_arch_ops {
 };
 
 extern const tern_arch_ops tern_llama_ops;
+extern const tern_arch_ops tern_mamba_ops;
+extern const tern_arch_ops tern_rwkv4_ops;
 
 /* The tokenizer stored in a file's tokenizer.* metadata; *out stays NULL when
  * the file has none. */

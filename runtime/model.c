@@ -13,6 +13,8 @@ static const struct {
 } families[] = {
     {"llama", TERN_ARCH_LLAMA, &tern_llama_ops},
     {"qwen2", TERN_ARCH_LLAMA, &tern_llama_ops},
+    {"mamba", TERN_ARCH_MAMBA, &tern_mamba_ops},
+    {"rwkv4", TERN_ARCH_RWKV4, &tern_rwkv4_ops},
 };
 
 void tern_model_options_default(tern_model_options *opts) {

@@ -25,10 +25,7 @@ struct CliRun {
 // stderr_too: capture standard error with standard output (else it is dropped).
 CliRun run_tern(const std::string &args, bool stderr_too = true) {
     CliRun r;
-    // Cross builds: meson runs tests under its exe_wrapper (qemu) and names it here.
-    const char *wrapper = std::getenv("MESON_EXE_WRAPPER");
-    std::string cmd = (wrapper && *wrapper ? std::string(wrapper) + " " : std::string()) +
-                      test_build_path("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
+    std::string cmd = test_program_command("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
     FILE *p = popen(cmd.c_str(), "r");
     if (!p) return r;
     char buf[4096];

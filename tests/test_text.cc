@@ -18,7 +18,7 @@
 namespace {
 
 std::string run_cli(const std::string &args, int *exit_code, bool stderr_too = false) {
-    std::string cmd = test_build_path("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
+    std::string cmd = test_program_command("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
     FILE *p = popen(cmd.c_str(), "r");
     std::string out;
     char buf[4096];

@@ -30,6 +30,13 @@ inline std::string test_build_path(const std::string &rel) {
     return std::string(b ? b : ".") + "/" + rel;
 }
 
+// Shell command that runs a program of the build: cross builds (boards/README.md) run
+// it under meson's exe_wrapper (qemu), which meson names in MESON_EXE_WRAPPER.
+inline std::string test_program_command(const std::string &rel) {
+    const char *wrapper = std::getenv("MESON_EXE_WRAPPER");
+    return (wrapper && *wrapper ? std::string(wrapper) + " " : std::string()) + test_build_path(rel);
+}
+
 // A fresh folder under $TMPDIR, removed by test_remove_tree.
 inline std::string test_temp_dir() {
     const char *t = std::getenv("TMPDIR");

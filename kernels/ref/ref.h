@@ -56,6 +56,15 @@ void tern_f32_add_ukernel__ref(size_t n, const float *a, const float *b, float *
  * running weighted sum). n_kv == 0 writes zeros. */
 void tern_f32_attention_ukernel__ref(const tern_attention_args *args, size_t h0, size_t h1);
 
+/* Mamba (mamba_ref.c): float state and accumulation, tokens in order. */
+void tern_f32_ssm_conv_silu_ukernel__ref(const tern_ssm_conv_args *args, size_t c0, size_t c1);
+void tern_f32_ssm_scan_ukernel__ref(const tern_ssm_scan_args *args, size_t c0, size_t c1);
+
+/* RWKV (rwkv_ref.c): float state and arithmetic, tokens in order. */
+void tern_f32_rwkv_shift_ukernel__ref(size_t n, size_t d, const float *x, const float *prev,
+                                      const float *mix, float *y);
+void tern_f32_wkv4_ukernel__ref(const tern_wkv4_args *args, size_t c0, size_t c1);
+
 #ifdef __cplusplus
 }
 #endif
