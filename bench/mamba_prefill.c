@@ -10,8 +10,9 @@
  *                    [-t threads,...] [-w f32|f16] [-l layers]
  *
  * A Mamba token costs the same at any position (the state does not grow), so
- * -s times the stepwise path over the first s tokens of the prompt only, to
- * keep the run short; tokens/s is per token either way. */
+ * -s times the stepwise path over the first s tokens of the prompt only
+ * (default 128; 0 or more than -n: all of them), to keep the run short;
+ * tokens/s is per token either way. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -164,7 +165,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     bench_shape shape = {50280, 768, 24, 1536, 16, 4, 48};
-    size_t n_prompt = 512, n_step = 0;
+    size_t n_prompt = 512, n_step = 128;
     uint32_t max_batch = 64;
     uint32_t threads[8] = {1, 2};
     size_t n_threads = 2;

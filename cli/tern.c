@@ -17,8 +17,12 @@ static void usage(FILE *f) {
     fputs("usage: tern <command> [options]\n"
           "\n"
           "commands:\n"
-          "  convert SRC -o OUT.tern [--weights f32|f16|bf16]\n"
-          "      convert a checkpoint (Hugging Face folder, GGUF file) into a .tern file\n"
+          "  convert SRC -o OUT.tern [--weights f32|f16|bf16|q8|q4|keep] [--group 32|64|128|0]\n"
+          "          [--asym] [--clip-search] [--embed ENC] [--output ENC] [--tokenizer FILE]\n"
+          "      convert a checkpoint (Hugging Face folder, GGUF or llama2.c file) into a .tern\n"
+          "      file; q8/q4: round-to-nearest groups (--group 0: one per row), keep: GGUF\n"
+          "      Q8_0/Q4_0/Q4_1 as they are; --embed/--output f32|f16|bf16|q8|q4|keep: token\n"
+          "      embedding / output layer (default q8 for q8/q4 bodies)\n"
           "  info MODEL.tern [--verify]\n"
           "      architecture, hyper-parameters, tensor table, bytes per encoding\n"
           "  generate MODEL.tern (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -49,22 +53,56 @@ static void progress_bar(void *user, uint64_t done, uint64_t total, const char *
     fflush(stderr);
 }
 
+/* An --embed / --output value, or -1. */
+static int parse_io_weights(const char *v) {
+    static const struct {
+        const char *name;
+        tern_io_weights io;
+    } names[] = {{"f32", TERN_IO_F32}, {"f16", TERN_IO_F16}, {"bf16", TERN_IO_BF16},
+                 {"q8", TERN_IO_Q8},   {"q4", TERN_IO_Q4},   {"keep", TERN_IO_KEEP}};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(v, names[i].name)) return (int)names[i].io;
+    return -1;
+}
+
 static int cmd_convert(int argc, char **argv) {
     const char *src = NULL, *dst = NULL;
     tern_convert_options opts;
     tern_convert_options_default(&opts);
     for (int i = 0; i < argc; i++) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
+        if (!strcmp(argv[i], "--output") && val && parse_io_weights(val) >= 0) {
+            /* --output ENC: the output layer; any other value is the
+             * destination (the older spelling of -o) */
+            opts.output_weights = (tern_io_weights)parse_io_weights(argv[++i]);
+        } else if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             dst = argv[++i];
+        } else if (!strcmp(argv[i], "--embed")) {
+            if (!val || parse_io_weights(val) < 0)
+                return tern_cli_bad_usage("%s needs f32, f16, bf16, q8, q4 or keep", argv[i]);
+            opts.embed_weights = (tern_io_weights)parse_io_weights(argv[++i]);
+        } else if (!strcmp(argv[i], "--group")) {
+            char *end = NULL;
+            unsigned long g = val ? strtoul(val, &end, 10) : 1;
+            if (!val || *end || end == val || (g != 0 && (g % 2 || g > 65536)))
+                return tern_cli_bad_usage("%s needs an even group size (32, 64, 128) or 0 (per row)", argv[i]);
+            opts.group_size = g ? (uint32_t)g : TERN_GROUP_PER_ROW;
+            i++;
+        } else if (!strcmp(argv[i], "--asym")) {
+            opts.asymmetric = 1;
+        } else if (!strcmp(argv[i], "--clip-search")) {
+            opts.clip_search = 1;
         } else if (!strcmp(argv[i], "--weights")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             i++;
             if (!strcmp(val, "f32")) opts.weights = TERN_WEIGHTS_F32;
             else if (!strcmp(val, "f16")) opts.weights = TERN_WEIGHTS_F16;
             else if (!strcmp(val, "bf16")) opts.weights = TERN_WEIGHTS_BF16;
-            else return tern_cli_bad_usage("unknown weight encoding '%s' (f32, f16, bf16)", val);
+            else if (!strcmp(val, "q8")) opts.weights = TERN_WEIGHTS_Q8;
+            else if (!strcmp(val, "q4")) opts.weights = TERN_WEIGHTS_Q4;
+            else if (!strcmp(val, "keep")) opts.weights = TERN_WEIGHTS_KEEP;
+            else return tern_cli_bad_usage("unknown weight encoding '%s' (f32, f16, bf16, q8, q4, keep)", val);
         } else if (!strcmp(argv[i], "--tokenizer")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             opts.tokenizer_path = argv[++i];

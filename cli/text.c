@@ -515,13 +515,17 @@ done:
 
 /* ---- perplexity ------------------------------------------------------------------------ */
 
-/* Sliding windows of --ctx tokens advancing by --stride: each window scores
- * the tokens no earlier window scored, with the rest as context (the
- * strided evaluation of Hugging Face's perplexity guide). The first window
- * starts with BOS when the model has one. */
+/* Two schemes:
+ *  - strided (default): windows of --ctx tokens advancing by --stride, each
+ *    scoring the tokens no earlier window scored, with the rest as context
+ *    (Hugging Face's perplexity guide); the first window starts with BOS
+ *    when the model has one;
+ *  - --chunks: llama.cpp's llama-perplexity: non-overlapping chunks of --ctx
+ *    tokens, the first replaced by BOS when the tokenizer adds one, scoring
+ *    the second half of each chunk, so figures compare with llama.cpp's. */
 int tern_cli_perplexity(int argc, char **argv) {
     run_args a;
-    int json = 0;
+    int json = 0, chunks = 0;
     uint32_t stride = 0;
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
     int n_rest = 0;
@@ -529,6 +533,8 @@ int tern_cli_perplexity(int argc, char **argv) {
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--chunks")) {
+            chunks = 1;
         } else if (!strcmp(argv[i], "--stride")) {
             if (i + 1 >= argc || tern_cli_parse_u32(argv[i + 1], &stride) || stride == 0) {
                 free(rest);
@@ -592,15 +598,27 @@ int tern_cli_perplexity(int argc, char **argv) {
     uint64_t count = 0;
     size_t scored = 1;
     double t0 = tern_cli_now_seconds();
+    if (chunks) {
+        stride = ctx;
+        if (n_ids < ctx) {
+            fprintf(stderr, "tern perplexity: --chunks needs at least %u tokens, %s has %zu\n", ctx, a.file, n_ids);
+            goto done;
+        }
+    }
     for (size_t begin = 0; scored < n_ids; begin += stride) {
-        const int lead = bos && begin == 0; /* a BOS in front of the first window */
+        const int lead = !chunks && bos && begin == 0; /* a BOS in front of the first window */
         size_t take = ctx - (size_t)lead;
+        if (chunks && begin + take > n_ids) break; /* whole chunks only, as llama.cpp */
         if (begin + take > n_ids) take = n_ids - begin;
         size_t w = 0;
         if (lead) window[w++] = info.bos_token;
         memcpy(window + w, ids + begin, take * sizeof *window);
         w += take;
         if (lead) scored = 0; /* with BOS as context the first token is scored too */
+        if (chunks) {
+            if (info.adds_bos && bos) window[0] = info.bos_token;
+            scored = begin + ctx / 2 + 1; /* llama.cpp scores rows [ctx/2, ctx - 1) */
+        }
         if (tern_session_truncate(session, 0, &err) != TERN_OK ||
             tern_session_feed(session, window, w, logits, TERN_LOGITS_ALL, &err) != TERN_OK) {
             rc = tern_cli_fail("perplexity", &err);
@@ -636,10 +654,12 @@ int tern_cli_perplexity(int argc, char **argv) {
                "\"ctx\": %u, \"stride\": %u, \"seconds\": %.3f}\n",
                ppl, ppl * se, mean, se, (unsigned long long)count, ctx, stride, t1 - t0);
     } else {
-        printf("file: %s (%zu tokens; window %u, stride %u)\n", a.file, n_ids, ctx, stride);
+        printf("file: %s (%zu tokens; %s %u, stride %u)\n", a.file, n_ids,
+               chunks ? "llama.cpp chunks of" : "window", ctx, stride);
         printf("mean NLL: %.6f +/- %.6f nats per token (%llu tokens scored)\n", mean, se,
                (unsigned long long)count);
         printf("perplexity: %.4f +/- %.4f\n", ppl, ppl * se);
+        fflush(stdout);
         fprintf(stderr, "%.2f s, %.1f tokens/s\n", t1 - t0, (double)count / (t1 - t0));
     }
     rc = 0;

@@ -9,12 +9,18 @@
 
 #include "common/error.h"
 #include "converter/convert_internal.h"
+#include "converter/quantize.h"
 #include "formats/keys.h"
+
+/* The fields added after tokenizer_path took their bytes from reserved. */
+_Static_assert(sizeof(tern_convert_options) == offsetof(tern_convert_options, group_size) + 64,
+               "tern_convert_options must keep its size");
 
 /* Source kinds, most specific first. GGUF and llama2.c files slot in here;
  * new Hugging Face architectures go into hf.c's own table. */
 static const tern_importer *const tern_importers[] = {
     &tern_importer_gguf,
+    &tern_importer_rwkvcpp,
     &tern_importer_llama2c,
     &tern_importer_hf,
 };
@@ -25,6 +31,9 @@ void tern_convert_options_default(tern_convert_options *opts) {
     memset(opts, 0, sizeof *opts);
     opts->struct_size = sizeof *opts;
     opts->weights = TERN_WEIGHTS_F32;
+    opts->group_size = 32;
+    opts->embed_weights = TERN_IO_AUTO;
+    opts->output_weights = TERN_IO_AUTO;
 }
 
 tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim) {
@@ -32,8 +41,104 @@ tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim) 
     switch (ctx->weights) {
     case TERN_WEIGHTS_F16: return TERN_ENC_F16;
     case TERN_WEIGHTS_BF16: return TERN_ENC_BF16;
+    case TERN_WEIGHTS_Q8: return TERN_ENC_Q8;
+    case TERN_WEIGHTS_Q4: return TERN_ENC_Q4;
+    case TERN_WEIGHTS_KEEP: return TERN_ENC_F16;
     default: return TERN_ENC_F32;
     }
+}
+
+/* AUTO for the embedding and output layer: Q8 under a quantised body (they
+ * are the most sensitive matrices, and the largest ones of small models),
+ * KEEP under keep, otherwise the body's encoding. */
+static tern_io_weights tern_io_resolve(tern_io_weights io, tern_weight_type body) {
+    if (io != TERN_IO_AUTO) return io;
+    switch (body) {
+    case TERN_WEIGHTS_F16: return TERN_IO_F16;
+    case TERN_WEIGHTS_BF16: return TERN_IO_BF16;
+    case TERN_WEIGHTS_Q8:
+    case TERN_WEIGHTS_Q4: return TERN_IO_Q8;
+    case TERN_WEIGHTS_KEEP: return TERN_IO_KEEP;
+    default: return TERN_IO_F32;
+    }
+}
+
+static tern_encoding tern_io_encoding(tern_io_weights io) {
+    switch (io) {
+    case TERN_IO_F16:
+    case TERN_IO_KEEP: return TERN_ENC_F16;
+    case TERN_IO_BF16: return TERN_ENC_BF16;
+    case TERN_IO_Q8: return TERN_ENC_Q8;
+    case TERN_IO_Q4: return TERN_ENC_Q4;
+    default: return TERN_ENC_F32;
+    }
+}
+
+/* The embedding/output setting that governs `name`, or NULL for other tensors. */
+static const tern_io_weights *tern_io_for(const tern_convert_ctx *ctx, const char *name) {
+    if (strcmp(name, TERN_T_TOKEN_EMBD) == 0) return &ctx->embed;
+    if (strcmp(name, TERN_T_OUTPUT) == 0) return &ctx->output;
+    return NULL;
+}
+
+tern_encoding tern_convert_tensor_encoding(const tern_convert_ctx *ctx, const char *name,
+                                           uint32_t ndim, uint64_t cols, tern_encoding enc,
+                                           uint32_t *group) {
+    *group = 0;
+    if (ndim != 2 || enc != tern_convert_encoding(ctx, 2)) return enc;
+    const tern_io_weights *io = tern_io_for(ctx, name);
+    if (io) enc = tern_io_encoding(*io);
+    if (enc != TERN_ENC_Q8 && enc != TERN_ENC_Q4) return enc;
+    const uint64_t g = ctx->group_size == TERN_GROUP_PER_ROW ? cols : ctx->group_size;
+    if (g == 0 || g > UINT32_MAX - 1 || cols % g != 0 || (enc == TERN_ENC_Q4 && g % 2 != 0))
+        return TERN_ENC_F16;
+    *group = (uint32_t)g;
+    return enc;
+}
+
+int tern_convert_keeps(const tern_convert_ctx *ctx, const char *name) {
+    const tern_io_weights *io = tern_io_for(ctx, name);
+    return io ? *io == TERN_IO_KEEP : ctx->weights == TERN_WEIGHTS_KEEP;
+}
+
+tern_status tern_convert_add_planes(tern_convert_ctx *ctx, const char *name,
+                                    const tern_tensor_desc *desc,
+                                    const void *const planes[TERN_PLANE_COUNT], uint64_t src_bytes,
+                                    tern_error *err) {
+    tern_status st = tern_writer_add_tensor(ctx->writer, name, desc, planes, err);
+    if (st != TERN_OK) return tern_fail_context(err, st, "writing tensor %s", name);
+    ctx->done_bytes += src_bytes;
+    if (ctx->progress) ctx->progress(ctx->progress_user, ctx->done_bytes, ctx->total_bytes, name);
+    return TERN_OK;
+}
+
+/* Quantises buf (rows x cols) into freshly allocated planes and writes them. */
+static tern_status tern_convert_add_quantized(tern_convert_ctx *ctx, const char *name,
+                                              const tern_tensor_desc *desc, const float *buf,
+                                              uint64_t src_bytes, tern_error *err) {
+    uint64_t sizes[TERN_PLANE_COUNT];
+    if (tern_tensor_plane_sizes(desc, sizes) != 0)
+        return tern_fail(err, TERN_ERR_INTERNAL, "tensor %s: inconsistent quantised description", name);
+    const tern_quant_params qp = {desc->encoding, desc->group_size, ctx->asymmetric,
+                                  ctx->clip_search};
+    uint8_t *values = malloc((size_t)sizes[TERN_PLANE_VALUES]);
+    uint16_t *scales = malloc((size_t)sizes[TERN_PLANE_SCALES]);
+    uint8_t *zeros = sizes[TERN_PLANE_ZEROS] ? malloc((size_t)sizes[TERN_PLANE_ZEROS]) : NULL;
+    uint8_t *tmp = malloc(desc->group_size);
+    tern_status st;
+    if (!values || !scales || !tmp || (sizes[TERN_PLANE_ZEROS] && !zeros)) {
+        st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory quantising tensor %s", name);
+    } else {
+        tern_quantize_rows(&qp, (size_t)desc->dims[0], (size_t)desc->dims[1], buf, values, scales,
+                           zeros, tmp);
+        const void *planes[TERN_PLANE_COUNT] = {values, scales, zeros, NULL};
+        st = tern_convert_add_planes(ctx, name, desc, planes, src_bytes, err);
+    }
+    free(values);
+    free(scales);
+    free(zeros);
+    free(tmp);
+    return st;
 }
 
 void tern_convert_basename(const char *path, char *out, size_t size) {
@@ -51,7 +156,10 @@ void tern_convert_basename(const char *path, char *out, size_t size) {
 tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name, uint32_t ndim,
                                         const uint64_t *dims, float *buf, tern_encoding enc,
                                         uint64_t src_bytes, tern_error *err) {
-    if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16)
+    uint32_t group = 0;
+    if (ndim == 2) enc = tern_convert_tensor_encoding(ctx, name, ndim, dims[1], enc, &group);
+    if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16 &&
+        !((enc == TERN_ENC_Q8 || enc == TERN_ENC_Q4) && group))
         return tern_fail(err, TERN_ERR_UNSUPPORTED, "tensor %s: target encoding %s not supported",
                          name, tern_encoding_name(enc));
     tern_tensor_desc desc;
@@ -63,6 +171,11 @@ tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name,
     const uint64_t count = tern_tensor_elements(&desc);
     if (ndim < 1 || ndim > 4 || count == 0)
         return tern_fail(err, TERN_ERR_FORMAT, "tensor %s: bad shape (%u dimensions)", name, ndim);
+    if (group) {
+        desc.group_size = group;
+        if (ctx->asymmetric) desc.flags = TERN_TENSOR_HAS_ZERO_POINT;
+        return tern_convert_add_quantized(ctx, name, &desc, buf, src_bytes, err);
+    }
     if (enc != TERN_ENC_F32) {
         /* Narrow in place: element i's 2 bytes land below element i's float,
          * which is read before the store. */
@@ -73,11 +186,7 @@ tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name,
         }
     }
     const void *planes[TERN_PLANE_COUNT] = {buf, NULL, NULL, NULL};
-    tern_status st = tern_writer_add_tensor(ctx->writer, name, &desc, planes, err);
-    if (st != TERN_OK) return tern_fail_context(err, st, "writing tensor %s", name);
-    ctx->done_bytes += src_bytes;
-    if (ctx->progress) ctx->progress(ctx->progress_user, ctx->done_bytes, ctx->total_bytes, name);
-    return TERN_OK;
+    return tern_convert_add_planes(ctx, name, &desc, planes, src_bytes, err);
 }
 
 tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
@@ -124,16 +233,28 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
     case TERN_WEIGHTS_F32:
     case TERN_WEIGHTS_F16:
     case TERN_WEIGHTS_BF16:
-        break;
     case TERN_WEIGHTS_Q8:
     case TERN_WEIGHTS_Q4:
-        return tern_fail(err, TERN_ERR_UNSUPPORTED,
-                         "weight encoding %s is not supported by the converter yet",
-                         opts->weights == TERN_WEIGHTS_Q8 ? "q8" : "q4");
+    case TERN_WEIGHTS_KEEP:
+        break;
     default:
         return tern_fail(err, TERN_ERR_INVALID_ARG, "unknown weight encoding %d",
                          (int)opts->weights);
     }
+    if ((unsigned)opts->embed_weights > TERN_IO_KEEP || (unsigned)opts->output_weights > TERN_IO_KEEP)
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "unknown embedding/output encoding %d/%d (0..%d)",
+                         (int)opts->embed_weights, (int)opts->output_weights, (int)TERN_IO_KEEP);
+    const uint32_t group = opts->group_size ? opts->group_size : 32;
+    if (group != TERN_GROUP_PER_ROW && group % 2 != 0)
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "group size %u must be even (Q4 packs two values per byte), or "
+                         "TERN_GROUP_PER_ROW",
+                         group);
+    if (opts->asymmetric > 1 || opts->clip_search > 1)
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "asymmetric (%u) and clip_search (%u) must be 0 or 1", opts->asymmetric,
+                         opts->clip_search);
 
     struct stat sb;
     if (stat(src_path, &sb) != 0)
@@ -152,6 +273,11 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
     ctx.src_path = src_path;
     ctx.tokenizer_path = opts->tokenizer_path;
     ctx.weights = opts->weights;
+    ctx.embed = tern_io_resolve(opts->embed_weights, opts->weights);
+    ctx.output = tern_io_resolve(opts->output_weights, opts->weights);
+    ctx.group_size = group;
+    ctx.asymmetric = opts->asymmetric;
+    ctx.clip_search = opts->clip_search;
     ctx.progress = opts->progress;
     ctx.progress_user = opts->progress_user;
 

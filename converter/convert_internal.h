@@ -23,6 +23,11 @@ typedef struct tern_convert_ctx {
     const char *tokenizer_path; /* a separate tokenizer file, or NULL */
     tern_writer *writer;
     tern_weight_type weights;  /* encoding of 2-D weights */
+    tern_io_weights embed;     /* token_embd.weight, resolved: never AUTO */
+    tern_io_weights output;    /* output.weight, resolved: never AUTO */
+    uint32_t group_size;       /* Q8/Q4: values per scale, TERN_GROUP_PER_ROW: a row */
+    int asymmetric;            /* Q8/Q4 with a zero point per group */
+    int clip_search;           /* per-group clipping search */
     tern_progress_fn progress; /* may be NULL */
     void *progress_user;
     uint64_t done_bytes;  /* source bytes converted so far */
@@ -40,13 +45,36 @@ typedef struct tern_importer {
 extern const tern_importer tern_importer_hf;
 extern const tern_importer tern_importer_gguf;
 extern const tern_importer tern_importer_llama2c;
+extern const tern_importer tern_importer_rwkvcpp;
 
 /* Writes a tokenizer's tokenizer.* metadata (formats/keys.h). */
 tern_status tern_tokenizer_desc_write(tern_writer *w, const tern_tokenizer_desc *desc, tern_error *err);
 
 /* The .tern encoding for a source tensor of `ndim` dimensions: 1-D tensors
- * (norms, biases) stay F32, others follow ctx->weights. */
+ * (norms, biases) stay F32, others follow ctx->weights (KEEP: F16, the
+ * encoding of float tensors of a keep conversion). */
 tern_encoding tern_convert_encoding(const tern_convert_ctx *ctx, uint32_t ndim);
+
+/* What a 2-D tensor `name` of `cols` columns becomes when an importer asked
+ * for `enc` = tern_convert_encoding(ctx, 2) (the body's encoding): the token
+ * embedding and the output layer take their own encodings, and Q8/Q4
+ * matrices whose columns are not a multiple of the group fall back to F16.
+ * Any other request is returned as is. *group receives the group size for
+ * Q8/Q4. */
+tern_encoding tern_convert_tensor_encoding(const tern_convert_ctx *ctx, const char *name,
+                                           uint32_t ndim, uint64_t cols, tern_encoding enc,
+                                           uint32_t *group);
+
+/* 1 when a quantised source tensor `name` (2-D) is to be kept exactly as it
+ * is (--weights keep, or --embed/--output keep for those two). */
+int tern_convert_keeps(const tern_convert_ctx *ctx, const char *name);
+
+/* Adds a tensor whose planes are ready (e.g. GGUF blocks kept as they are)
+ * and reports src_bytes of progress. */
+tern_status tern_convert_add_planes(tern_convert_ctx *ctx, const char *name,
+                                    const tern_tensor_desc *desc,
+                                    const void *const planes[TERN_PLANE_COUNT], uint64_t src_bytes,
+                                    tern_error *err);
 
 /* Converts one safetensors tensor to `enc` (F32, F16 or BF16) and adds it to
  * the writer under `name`, holding one tensor's float buffer at a time; then
@@ -57,7 +85,9 @@ tern_status tern_convert_add_st_tensor(tern_convert_ctx *ctx, const char *name,
                                        const uint64_t *dims, tern_encoding enc, tern_error *err);
 
 /* Adds a tensor from a float buffer of the shape's element count, narrowed
- * in place to `enc` (F32, F16 or BF16), and reports src_bytes of progress. */
+ * in place to `enc` (F32, F16 or BF16) or quantised to Q8/Q4 with ctx's
+ * settings (into a buffer of its own), after tern_convert_tensor_encoding,
+ * and reports src_bytes of progress. */
 tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name, uint32_t ndim,
                                         const uint64_t *dims, float *buf, tern_encoding enc,
                                         uint64_t src_bytes, tern_error *err);

@@ -2,7 +2,9 @@
  * Llama 1/2/3, SmolLM, TinyLlama; "qwen2") with their tokenizer and chat
  * template. Tensor names are already tern's (keys.h follows GGUF); ggml
  * dimensions are innermost first, so they are reversed. Quantised tensors
- * are dequantised exactly to float before the target encoding is applied.
+ * are dequantised exactly to float before the target encoding is applied,
+ * except under `keep`: Q8_0, Q4_0 and Q4_1 blocks are then copied into tern
+ * Q8 / Q4 (group 32; Q4_1 with HAS_MIN) planes, which hold the same values.
  * GGUF stores Llama's q/k rows in the interleaved RoPE order (llama.cpp's
  * converter permutes them), Qwen2's in HF's rotate-half order. */
 #include <stdio.h>
@@ -88,6 +90,53 @@ static tern_status gguf_tensor_to_f32(const tern_gguf_tensor *t, float *out, ter
                          "(F32, F16, BF16, Q8_0, Q4_0, Q4_1 are)",
                          (int)t->name.len, t->name.ptr, tern_ggml_type_name(t->type));
     }
+}
+
+/* Splits ggml blocks of 32 into tern planes: Q8_0 {d; q[32]} -> Q8 symmetric,
+ * Q4_0 {d; q[16]} -> Q4 symmetric (same nibble order: value j low, j + 16
+ * high; q - 8), Q4_1 {d; m; q[16]} -> Q4 with HAS_MIN (w = d * q + m). */
+static tern_status gguf_add_kept(tern_convert_ctx *ctx, const char *name, const tern_gguf_tensor *t,
+                                 uint64_t rows, uint64_t cols, tern_error *err) {
+    const int q8 = t->type == TERN_GGML_Q8_0, q4_1 = t->type == TERN_GGML_Q4_1;
+    const size_t block = q8 ? 34 : q4_1 ? 20 : 18, head = q4_1 ? 4 : 2, payload = q8 ? 32 : 16;
+    tern_tensor_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.encoding = q8 ? TERN_ENC_Q8 : TERN_ENC_Q4;
+    desc.layout = TERN_LAYOUT_ROW_MAJOR;
+    desc.ndim = 2;
+    desc.dims[0] = rows;
+    desc.dims[1] = cols;
+    desc.group_size = 32;
+    desc.flags = q4_1 ? TERN_TENSOR_HAS_MIN : 0;
+    uint64_t sizes[TERN_PLANE_COUNT];
+    if (cols % 32 != 0 || tern_tensor_plane_sizes(&desc, sizes) != 0)
+        return tern_fail(err, TERN_ERR_FORMAT, "gguf: tensor %s of %llu columns is not whole blocks of 32",
+                         name, (unsigned long long)cols);
+    const uint64_t n_blocks = rows * cols / 32;
+    if (t->size < n_blocks * block)
+        return tern_fail(err, TERN_ERR_FORMAT, "gguf: tensor %s holds %llu bytes, %llu blocks need %llu",
+                         name, (unsigned long long)t->size, (unsigned long long)n_blocks,
+                         (unsigned long long)(n_blocks * block));
+    uint8_t *values = malloc((size_t)sizes[TERN_PLANE_VALUES]);
+    uint8_t *scales = malloc((size_t)sizes[TERN_PLANE_SCALES]);
+    uint8_t *mins = q4_1 ? malloc((size_t)sizes[TERN_PLANE_ZEROS]) : NULL;
+    tern_status st;
+    if (!values || !scales || (q4_1 && !mins)) {
+        st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for tensor %s", name);
+    } else {
+        const uint8_t *src = t->data;
+        for (uint64_t b = 0; b < n_blocks; b++, src += block) {
+            memcpy(scales + 2 * b, src, 2); /* both little-endian F16 */
+            if (q4_1) memcpy(mins + 2 * b, src + 2, 2);
+            memcpy(values + b * payload, src + head, payload);
+        }
+        const void *planes[TERN_PLANE_COUNT] = {values, scales, mins, NULL};
+        st = tern_convert_add_planes(ctx, name, &desc, planes, t->size, err);
+    }
+    free(values);
+    free(scales);
+    free(mins);
+    return st;
 }
 
 /* ---- Hyper-parameters -------------------------------------------------------- */
@@ -182,6 +231,9 @@ static tern_status add_tensor(tern_convert_ctx *ctx, const tern_gguf *g, const c
                          "gguf: tensor %s has ggml shape [%llu, %llu] (%u dims), expected [%llu, %llu]",
                          name, (unsigned long long)t->dims[0], (unsigned long long)t->dims[1],
                          t->n_dims, (unsigned long long)(d1 ? d1 : d0), (unsigned long long)(d1 ? d0 : 1));
+    if (ndim == 2 && tern_convert_keeps(ctx, name) &&
+        (t->type == TERN_GGML_Q8_0 || t->type == TERN_GGML_Q4_0 || t->type == TERN_GGML_Q4_1))
+        return gguf_add_kept(ctx, name, t, d0, d1, err);
     if (t->n_elements > SIZE_MAX / sizeof(float))
         return tern_fail(err, TERN_ERR_NO_MEMORY, "gguf: tensor %s is too large", name);
     float *buf = malloc((size_t)t->n_elements * sizeof(float));

@@ -236,6 +236,7 @@ static const tern_hf_arch tern_hf_archs[] = {
     {"Qwen2ForCausalLM", "qwen2", "qwen2", tern_hf_convert_decoder},
     {"MambaForCausalLM", "mamba", "mamba", tern_hf_convert_mamba},
     {"RwkvForCausalLM", "rwkv", "rwkv4", tern_hf_convert_rwkv4},
+    {"ViTForImageClassification", "vit", "vit", tern_hf_convert_vit},
 };
 #define TERN_HF_N_ARCHS (sizeof tern_hf_archs / sizeof tern_hf_archs[0])
 
@@ -256,6 +257,7 @@ static tern_status tern_hf_convert(tern_convert_ctx *ctx, tern_error *err) {
 
     json_object *archs = tern_hf_field(cfg, "architectures");
     json_object *mtype = tern_hf_field(cfg, "model_type");
+    json_object *timm_arch = tern_hf_field(cfg, "architecture");
     const char *want = NULL;
     int by_class = 0;
     if (archs && json_object_get_type(archs) == json_type_array &&
@@ -265,6 +267,14 @@ static tern_status tern_hf_convert(tern_convert_ctx *ctx, tern_error *err) {
         by_class = 1;
     } else if (mtype && json_object_get_type(mtype) == json_type_string) {
         want = json_object_get_string(mtype);
+    } else if (timm_arch && json_object_get_type(timm_arch) == json_type_string) {
+        /* timm's hub layout names the model ("vit_tiny_patch16_224"), not a class. */
+        want = json_object_get_string(timm_arch);
+        by_class = 1;
+        if (strncmp(want, "vit_", 4) == 0) {
+            want = "vit";
+            by_class = 0;
+        }
     }
     const tern_hf_arch *arch = NULL;
     for (size_t i = 0; want && i < TERN_HF_N_ARCHS && !arch; i++)

@@ -38,6 +38,9 @@ tern_status tern_hf_convert_mamba(tern_convert_ctx *ctx, const tern_hf_arch *arc
                                   json_object *cfg, tern_error *err);
 tern_status tern_hf_convert_rwkv4(tern_convert_ctx *ctx, const tern_hf_arch *arch,
                                   json_object *cfg, tern_error *err);
+/* ViTForImageClassification and timm vit_* (config "architecture"). */
+tern_status tern_hf_convert_vit(tern_convert_ctx *ctx, const tern_hf_arch *arch, json_object *cfg,
+                                tern_error *err);
 
 /* ---- config.json ---------------------------------------------------------- */
 tern_status tern_hf_read_json(const char *path, size_t max_size, json_object **out, tern_error *err);

@@ -51,7 +51,9 @@ int tern_tensor_plane_sizes(const tern_tensor_desc *desc, uint64_t sizes[TERN_PL
     for (uint32_t i = 0; i < 4; i++) {
         if (i < desc->ndim ? desc->dims[i] == 0 : desc->dims[i] != 0) return -1;
     }
-    if (desc->flags & ~TERN_TENSOR_HAS_ZERO_POINT) return -1;
+    if (desc->flags & ~TERN_TENSOR_KNOWN_FLAGS) return -1;
+    /* a zero point and a min are two ways to offset a group: never both */
+    if ((desc->flags & TERN_TENSOR_KNOWN_FLAGS) == TERN_TENSOR_KNOWN_FLAGS) return -1;
 
     /* rows: everything but the last dim; cols: the last dim. */
     uint64_t cols = desc->dims[desc->ndim - 1];
@@ -111,6 +113,7 @@ int tern_tensor_plane_sizes(const tern_tensor_desc *desc, uint64_t sizes[TERN_PL
         values = desc->encoding == TERN_ENC_Q8 ? stored : stored / 2;
         if (!tern_mul_u64(groups, 2, &scales)) return -1;
         if (desc->flags & TERN_TENSOR_HAS_ZERO_POINT) zeros = groups;
+        if (desc->flags & TERN_TENSOR_HAS_MIN) zeros = scales; /* one F16 per group */
         break;
     }
     default: return -1;

@@ -29,12 +29,14 @@ typedef enum tern_layout {
 
 /* Tensor flags. */
 #define TERN_TENSOR_HAS_ZERO_POINT 0x1u /* Q8/Q4: asymmetric, a zeros plane is present */
+#define TERN_TENSOR_HAS_MIN 0x2u        /* Q8/Q4: w = scale * q + min, zeros plane holds F16 mins */
+#define TERN_TENSOR_KNOWN_FLAGS (TERN_TENSOR_HAS_ZERO_POINT | TERN_TENSOR_HAS_MIN)
 
 /* A tensor's storage is up to four planes, each a 64-byte-aligned byte range. */
 enum {
     TERN_PLANE_VALUES = 0, /* the kept values (all values when dense) */
     TERN_PLANE_SCALES = 1, /* F16 scales, one per group (Q8/Q4) */
-    TERN_PLANE_ZEROS = 2,  /* uint8 zero points, one per group (asymmetric Q8/Q4) */
+    TERN_PLANE_ZEROS = 2,  /* uint8 zero points (HAS_ZERO_POINT) or F16 mins (HAS_MIN), one per group */
     TERN_PLANE_INDEX = 3,  /* N:M sparse position metadata */
     TERN_PLANE_COUNT = 4,
 };

@@ -105,4 +105,25 @@
 #define TERN_T_RWKV_FFN_R "blk.%d.channel_mix_receptance.weight" /* [d_model][d_model] */
 #define TERN_T_RWKV_FFN_V "blk.%d.channel_mix_value.weight" /* [d_model][d_ff] */
 
+/* ViT (general.architecture "vit"; runtime/vit.c): Hugging Face
+ * ViTForImageClassification and timm vit_*. It also uses model.n_vocab (the
+ * number of classes), d_model, n_layer, n_head, head_dim, d_ff, norm_eps
+ * (every LayerNorm), and as above blk.%d.attn_norm / attn_q / attn_k / attn_v
+ * / attn_output / ffn_norm / ffn_up / ffn_down, output_norm (final LayerNorm)
+ * and output (the classifier on the CLS token). Every LayerNorm and linear
+ * layer has a ".bias" [rows]; only attn_q/k/v's are optional. timm's fused
+ * qkv is split into attn_q/k/v by the converter. */
+#define TERN_KEY_VIT_CHANNELS "vision.channels"       /* u32: input channels (3) */
+#define TERN_KEY_VIT_HEIGHT "vision.image_height"     /* u32: model input height */
+#define TERN_KEY_VIT_WIDTH "vision.image_width"       /* u32: model input width */
+#define TERN_KEY_VIT_PATCH "vision.patch_size"        /* u32: square patches */
+#define TERN_KEY_VIT_RESIZE "vision.resize_short"     /* u32: short side before the centre crop; 0: resize straight to height x width */
+#define TERN_KEY_VIT_INTERP "vision.interpolation"    /* string: bilinear | bicubic (PIL's) */
+#define TERN_KEY_VIT_MEAN "vision.image_mean"         /* f32 array [channels], on the [0, 1] scale */
+#define TERN_KEY_VIT_STD "vision.image_std"           /* f32 array [channels] */
+#define TERN_KEY_VIT_LABELS "vision.labels"           /* string array [n_vocab], optional */
+#define TERN_T_VIT_PATCH "patch_embd.weight"          /* [d_model][channels*patch*patch]: conv kernel flattened (channel, row, column); bias */
+#define TERN_T_VIT_CLS "cls_embd"                     /* [d_model] F32: the CLS token */
+#define TERN_T_VIT_POS "position_embd.weight"         /* [1 + n_patches][d_model] F32: CLS first, then patches row by row */
+
 #endif

@@ -403,7 +403,7 @@ static tern_status tern_file_check_tensors(const tern_file *f, tern_error *err) 
                                name, d, (unsigned long long)r->dims[d]);
         }
         if (st != TERN_OK) break;
-        if (r->flags & ~TERN_TENSOR_HAS_ZERO_POINT) {
+        if (r->flags & ~TERN_TENSOR_KNOWN_FLAGS) {
             st = tern_fail(err, unknown, "tensor '%s': unknown flags 0x%x%s", name, r->flags, why_unknown);
             break;
         }

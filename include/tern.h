@@ -113,6 +113,7 @@ typedef struct tern_model_info {
     tern_isa isa;           /* the kernel tier chosen at open */
     int32_t bos_token;      /* -1 when the model has none */
     int32_t eos_token;
+    int adds_bos;           /* the tokenizer puts BOS in front of a text */
 } tern_model_info;
 
 TERN_API tern_status tern_model_get_info(const tern_model *model, tern_model_info *out);
@@ -199,7 +200,9 @@ typedef enum tern_interpolation {
 
 /* How a vision model wants its input prepared, from the checkpoint's config:
  * resize the short side to resize_short (interpolation), centre-crop
- * height x width, scale to [0, 1], then (x - mean) / std per channel. */
+ * height x width, scale to [0, 1], then (x - mean) / std per channel.
+ * resize_short 0: resize straight to height x width (no crop), as Hugging
+ * Face's ViTImageProcessor does. */
 typedef struct tern_image_config {
     uint32_t channels;
     uint32_t height;
@@ -245,9 +248,26 @@ typedef enum tern_weight_type {
     TERN_WEIGHTS_F32 = 0,
     TERN_WEIGHTS_F16 = 1,
     TERN_WEIGHTS_BF16 = 2,
-    TERN_WEIGHTS_Q8 = 3, /* reserved: group-wise INT8 */
-    TERN_WEIGHTS_Q4 = 4, /* reserved: group-wise INT4 */
+    TERN_WEIGHTS_Q8 = 3,   /* group-wise INT8, round to nearest (docs/quantization.md) */
+    TERN_WEIGHTS_Q4 = 4,   /* group-wise INT4, round to nearest */
+    TERN_WEIGHTS_KEEP = 5, /* quantised GGUF tensors exactly as they are, float ones F16 */
 } tern_weight_type;
+
+/* Encoding of the token embedding or the output layer, which quantisation
+ * hurts most. Zero is AUTO so that zero-filled reserved bytes keep meaning
+ * "as before". */
+typedef enum tern_io_weights {
+    TERN_IO_AUTO = 0, /* Q8 for q8/q4 bodies, KEEP for keep, else the body's encoding */
+    TERN_IO_F32 = 1,
+    TERN_IO_F16 = 2,
+    TERN_IO_BF16 = 3,
+    TERN_IO_Q8 = 4,
+    TERN_IO_Q4 = 5,
+    TERN_IO_KEEP = 6, /* a quantised GGUF tensor as it is, a float one F16 */
+} tern_io_weights;
+
+/* group_size value: one group per row (per output channel). */
+#define TERN_GROUP_PER_ROW UINT32_MAX
 
 typedef void (*tern_progress_fn)(void *user, uint64_t done, uint64_t total, const char *what);
 
@@ -257,7 +277,15 @@ typedef struct tern_convert_options {
     tern_progress_fn progress; /* may be NULL */
     void *progress_user;
     const char *tokenizer_path; /* extra tokenizer file (llama2.c), may be NULL */
-    uint8_t reserved[64];
+    /* Quantisation (q8/q4 weights, or q8/q4 embedding or output). Only 2-D
+     * matrices whose column count is a multiple of the group are quantised;
+     * the others become F16. */
+    uint32_t group_size;            /* values per scale (even); 0: 32; TERN_GROUP_PER_ROW */
+    tern_io_weights embed_weights;  /* token_embd.weight */
+    tern_io_weights output_weights; /* output.weight (a tied output follows the embedding) */
+    uint8_t asymmetric;             /* 1: a uint8 zero point per group */
+    uint8_t clip_search;            /* 1: per group, the clipped range with the least squared error */
+    uint8_t reserved[50];           /* zero; 64 bytes less what the fields above took */
 } tern_convert_options;
 
 TERN_API void tern_convert_options_default(tern_convert_options *opts);

@@ -12,6 +12,11 @@
 
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
+#if defined(__x86_64__)
+#include "kernels/x86/x86.h"
+#elif defined(__aarch64__)
+#include "kernels/arm/arm.h"
+#endif
 
 void tern_kernels_init_ref(tern_kernels *k) {
     k->linear[TERN_ENC_F32] = tern_f32_f32w_linear_ukernel__ref;
@@ -19,6 +24,9 @@ void tern_kernels_init_ref(tern_kernels *k) {
     k->linear[TERN_ENC_BF16] = tern_f32_bf16w_linear_ukernel__ref;
     k->linear[TERN_ENC_Q8] = tern_f32_q8w_linear_ukernel__ref;
     k->linear[TERN_ENC_Q4] = tern_f32_q4w_linear_ukernel__ref;
+    k->linear_qa[TERN_ENC_Q8] = tern_qs8_q8w_linear_ukernel__ref;
+    k->linear_qa[TERN_ENC_Q4] = tern_qs8_q4w_linear_ukernel__ref;
+    k->quantize_rows = tern_f32_qs8_quantize_ukernel__ref;
     k->rmsnorm = tern_f32_rmsnorm_ukernel__ref;
     k->layernorm = tern_f32_layernorm_ukernel__ref;
     k->rope_half = tern_f32_rope_half_ukernel__ref;
@@ -43,15 +51,13 @@ static const struct {
 } tern_kernel_tiers[] = {
     {TERN_ISA_REF, tern_kernels_init_ref},
 #if defined(__x86_64__)
-    /* Hooks for kernels/x86/, in this order once they exist:
-     * {TERN_ISA_X86_AVX2, tern_kernels_init_avx2},
-     * {TERN_ISA_X86_AVX512, tern_kernels_init_avx512},
-     * {TERN_ISA_X86_AVX512VNNI, tern_kernels_init_avx512vnni}, */
+    {TERN_ISA_X86_AVX2, tern_kernels_init_avx2},
+    {TERN_ISA_X86_AVX512, tern_kernels_init_avx512},
+    {TERN_ISA_X86_AVX512VNNI, tern_kernels_init_avx512vnni},
 #elif defined(__aarch64__)
-    /* Hooks for kernels/arm/, in this order once they exist:
-     * {TERN_ISA_ARM_NEON, tern_kernels_init_neon},
-     * {TERN_ISA_ARM_DOTPROD, tern_kernels_init_dotprod},
-     * {TERN_ISA_ARM_I8MM, tern_kernels_init_i8mm}, */
+    {TERN_ISA_ARM_NEON, tern_kernels_init_neon},
+    {TERN_ISA_ARM_DOTPROD, tern_kernels_init_dotprod},
+    {TERN_ISA_ARM_I8MM, tern_kernels_init_i8mm},
 #endif
 };
 

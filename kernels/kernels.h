@@ -167,7 +167,9 @@ typedef struct tern_qrows {
 /* As tern_linear_fn over quantised activations. Integer kernels accumulate
  * each (row, block) dot product exactly in int32 and then combine blocks in
  * order with one rounding per step, y = fmaf((float)dot, dw * dx, y), so
- * every tier gives bit-identical results. */
+ * every tier gives bit-identical results. The exact definition, zero points
+ * and group sizes that are not multiples of 32 included, is the ref's
+ * (kernels/ref/linear_qa_ref.c); cols % TERN_QA_BLOCK == 0. */
 typedef void (*tern_linear_qa_fn)(size_t m, size_t r0, size_t r1, const tern_qrows *x,
                                   const tern_weight *w, const float *bias, float *y, size_t ldy);
 

@@ -72,6 +72,7 @@ struct tern_arch_ops {
 extern const tern_arch_ops tern_llama_ops;
 extern const tern_arch_ops tern_mamba_ops;
 extern const tern_arch_ops tern_rwkv4_ops;
+extern const tern_arch_ops tern_vit_ops;
 
 /* The tokenizer stored in a file's tokenizer.* metadata; *out stays NULL when
  * the file has none. */
@@ -86,8 +87,11 @@ tern_status tern_bind_weight(const tern_model *model, const char *name, size_t r
 /* Binds a 1-D F32 vector of n floats; `optional` allows it to be absent (*out = NULL). */
 tern_status tern_bind_vector(const tern_model *model, const char *name, size_t n, int optional,
                              const float **out, tern_error *err);
-/* Dequantises row r of a weight into out[cols] (embedding lookups). */
+/* Dequantises row r of a weight into out[cols] (embedding lookups): F32,
+ * F16, BF16 and dense row-major Q8/Q4 (zero points and mins included). */
 void tern_weight_row_f32(const tern_weight *w, size_t r, float *out);
+/* 1 when tern_weight_row_f32 can read w's rows (checked when binding an embedding). */
+int tern_weight_rows_readable(const tern_weight *w);
 /* Whether a tensor named `name` exists. */
 int tern_model_has_tensor(const tern_model *model, const char *name);
 

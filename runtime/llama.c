@@ -134,8 +134,7 @@ static tern_status llama_load(tern_model *m, tern_error *err) {
     if (tern_file_has_meta(&m->file, TERN_KEY_EOS)) TRY(tern_file_meta_i32(&m->file, TERN_KEY_EOS, &m->eos_token, err));
 
     TRY(tern_bind_weight(m, TERN_T_TOKEN_EMBD, lm->n_vocab, lm->d_model, &lm->token_embd, err));
-    if (lm->token_embd.encoding != TERN_ENC_F32 && lm->token_embd.encoding != TERN_ENC_F16 &&
-        lm->token_embd.encoding != TERN_ENC_BF16) {
+    if (!tern_weight_rows_readable(&lm->token_embd)) {
         st = tern_fail(err, TERN_ERR_UNSUPPORTED, "token_embd.weight: encoding %s cannot be looked up",
                        tern_encoding_name(lm->token_embd.encoding));
         goto fail;

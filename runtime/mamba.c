@@ -152,8 +152,7 @@ static tern_status mamba_load(tern_model *m, tern_error *err) {
     if (tern_file_has_meta(&m->file, TERN_KEY_EOS)) TRY(tern_file_meta_i32(&m->file, TERN_KEY_EOS, &m->eos_token, err));
 
     TRY(tern_bind_weight(m, TERN_T_TOKEN_EMBD, mm->n_vocab, mm->d_model, &mm->token_embd, err));
-    if (mm->token_embd.encoding != TERN_ENC_F32 && mm->token_embd.encoding != TERN_ENC_F16 &&
-        mm->token_embd.encoding != TERN_ENC_BF16) {
+    if (!tern_weight_rows_readable(&mm->token_embd)) {
         st = tern_fail(err, TERN_ERR_UNSUPPORTED, "token_embd.weight: encoding %s cannot be looked up",
                        tern_encoding_name(mm->token_embd.encoding));
         goto fail;

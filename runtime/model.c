@@ -15,6 +15,7 @@ static const struct {
     {"qwen2", TERN_ARCH_LLAMA, &tern_llama_ops},
     {"mamba", TERN_ARCH_MAMBA, &tern_mamba_ops},
     {"rwkv4", TERN_ARCH_RWKV4, &tern_rwkv4_ops},
+    {"vit", TERN_ARCH_VIT, &tern_vit_ops},
 };
 
 void tern_model_options_default(tern_model_options *opts) {
@@ -113,6 +114,7 @@ tern_status tern_model_get_info(const tern_model *model, tern_model_info *out) {
     out->isa = model->kernels.isa;
     out->bos_token = model->bos_token;
     out->eos_token = model->eos_token;
+    out->adds_bos = model->tokenizer ? tern_tokenizer_adds_bos(model->tokenizer) : model->bos_token >= 0;
     for (uint32_t i = 0; i < model->file.n_tensors; i++) {
         tern_tensor_view v;
         tern_file_tensor_view(&model->file, i, &v);

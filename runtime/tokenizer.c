@@ -427,6 +427,9 @@ uint32_t tern_tokenizer_n_tokens(const tern_tokenizer *t) {
 int32_t tern_tokenizer_bos(const tern_tokenizer *t) {
     return t->bos;
 }
+int tern_tokenizer_adds_bos(const tern_tokenizer *t) {
+    return t->add_bos;
+}
 int32_t tern_tokenizer_eos(const tern_tokenizer *t) {
     return t->eos;
 }

@@ -85,6 +85,8 @@ tern_status tern_tokenizer_encode(const tern_tokenizer *tok, const char *text, s
 
 uint32_t tern_tokenizer_n_tokens(const tern_tokenizer *tok);
 int32_t tern_tokenizer_bos(const tern_tokenizer *tok);
+/* 1 when encoding with add_special puts BOS in front. */
+int tern_tokenizer_adds_bos(const tern_tokenizer *tok);
 int32_t tern_tokenizer_eos(const tern_tokenizer *tok);
 int tern_tokenizer_is_eog(const tern_tokenizer *tok, int32_t id);
 /* The token's text as stored (NULL when out of range). */

@@ -53,6 +53,50 @@ tern_status tern_bind_vector(const tern_model *model, const char *name, size_t n
     return TERN_OK;
 }
 
+int tern_weight_rows_readable(const tern_weight *w) {
+    switch (w->encoding) {
+    case TERN_ENC_F32:
+    case TERN_ENC_F16:
+    case TERN_ENC_BF16: return 1;
+    case TERN_ENC_Q8:
+    case TERN_ENC_Q4:
+        return w->layout == TERN_LAYOUT_ROW_MAJOR && w->sparse_m == 0 && w->group_size != 0 &&
+               w->cols % w->group_size == 0;
+    default: return 0;
+    }
+}
+
+/* Row r of a dense row-major Q8/Q4 weight, each value computed as the ref
+ * linear kernels compute it (docs/format.md 7.2), so a looked-up embedding
+ * equals the matrix the output layer multiplies by. */
+static void tern_weight_row_quant(const tern_weight *w, size_t r, float *out) {
+    const size_t n = w->cols, gs = w->group_size, n_groups = n / gs;
+    const uint16_t *scales = (const uint16_t *)w->scales + r * n_groups;
+    const int has_zero = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0;
+    const uint8_t *zeros = has_zero ? (const uint8_t *)w->zeros + r * n_groups : NULL;
+    const uint16_t *mins = has_min ? (const uint16_t *)w->zeros + r * n_groups : NULL;
+    const int q4 = w->encoding == TERN_ENC_Q4;
+    const uint8_t *row = (const uint8_t *)w->values + (q4 ? r * (n / 2) : r * n);
+    for (size_t g = 0; g < n_groups; g++) {
+        const float s = tern_f16_to_f32(scales[g]);
+        /* unsigned q when offset (zero point, min), signed otherwise */
+        const int offset = has_zero ? zeros[g] : has_min ? 0 : q4 ? 8 : 0;
+        const float mn = has_min ? tern_f16_to_f32(mins[g]) : 0.0f;
+        float *o = out + g * gs;
+        for (size_t j = 0; j < gs; j++) {
+            int q;
+            if (q4) {
+                const uint8_t *qg = row + g * (gs / 2);
+                q = j < gs / 2 ? (qg[j] & 0xf) : (qg[j - gs / 2] >> 4);
+            } else {
+                q = (has_zero || has_min) ? (int)row[g * gs + j] : (int)(int8_t)row[g * gs + j];
+            }
+            o[j] = has_min ? s * (float)q + mn : s * (float)(q - offset);
+        }
+    }
+}
+
 void tern_weight_row_f32(const tern_weight *w, size_t r, float *out) {
     const size_t n = w->cols;
     switch (w->encoding) {
@@ -69,12 +113,16 @@ void tern_weight_row_f32(const tern_weight *w, size_t r, float *out) {
         for (size_t i = 0; i < n; i++) out[i] = tern_bf16_to_f32(row[i]);
         break;
     }
-    default: {
-        /* Any encoding with a linear kernel: multiply by the one-hot row
-         * selector is too slow for big vocabularies, so families only bind
-         * embeddings in encodings handled above (checked at load). */
+    case TERN_ENC_Q8:
+    case TERN_ENC_Q4:
+        if (tern_weight_rows_readable(w)) {
+            tern_weight_row_quant(w, r, out);
+            break;
+        }
+        /* families check tern_weight_rows_readable at load */
+        /* fall through */
+    default:
         memset(out, 0, n * sizeof(float));
         break;
-    }
     }
 }

@@ -652,8 +652,14 @@ TEST(Convert, MissingSource) {
 }
 
 TEST(Convert, UnsupportedArchitecture) {
-    std::string msg = expect_failure(fixture("mamba"), TERN_ERR_UNSUPPORTED);
-    EXPECT_NE(msg.find("MambaForCausalLM"), std::string::npos) << msg;
+    TempDir tmp;
+    copy_fixture("llama", tmp.path() / "gpt2", [](json_object *cfg) {
+        json_object *archs = json_object_new_array();
+        json_object_array_add(archs, json_object_new_string("GPT2LMHeadModel"));
+        json_object_object_add(cfg, "architectures", archs);
+    });
+    std::string msg = expect_failure(tmp.path() / "gpt2", TERN_ERR_UNSUPPORTED);
+    EXPECT_NE(msg.find("GPT2LMHeadModel"), std::string::npos) << msg;
     EXPECT_NE(msg.find("LlamaForCausalLM"), std::string::npos) << msg;
     EXPECT_NE(msg.find("Qwen2ForCausalLM"), std::string::npos) << msg;
 }
@@ -698,8 +704,9 @@ TEST(Convert, RejectsSlidingWindow) {
     expect_failure(tmp.path() / "qwen2", TERN_ERR_UNSUPPORTED);
 }
 
-TEST(Convert, RejectsQuantisedTarget) {
-    expect_failure(fixture("llama"), TERN_ERR_UNSUPPORTED, TERN_WEIGHTS_Q8);
+TEST(Convert, RejectsUnknownWeightType) {
+    // (q8/q4 targets are supported now: tests/test_quant.cc)
+    expect_failure(fixture("llama"), TERN_ERR_INVALID_ARG, (tern_weight_type)99);
 }
 
 TEST(Convert, OldStyleConfigKeys) {

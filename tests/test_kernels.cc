@@ -611,6 +611,161 @@ void SweepRope(const tern_kernels &k) {
             }
 }
 
+// ---- Quantised activations ---------------------------------------------------------
+
+// Quantised rows with their own storage.
+struct QRows {
+    std::vector<int8_t> q;
+    std::vector<float> d;
+    std::vector<int32_t> s;
+    tern_qrows view(size_t m, size_t k) const { return {m, k, q.data(), d.data(), s.data()}; }
+};
+
+QRows Quantize(decltype(tern_kernels::quantize_rows) fn, size_t m, size_t k, const float *x,
+               size_t ldx) {
+    QRows r;
+    r.q.assign(m * k, 99);
+    r.d.assign(m * k / TERN_QA_BLOCK, -1.0f);
+    r.s.assign(m * k / TERN_QA_BLOCK, -1);
+    fn(m, k, x, ldx, r.q.data(), r.d.data(), r.s.data());
+    return r;
+}
+
+// quantize_rows against its definition: d = amax / 127, q the nearest integer
+// to x / d (within rounding of 127 / amax), s the sum of q.
+void CheckQuantize(decltype(tern_kernels::quantize_rows) fn, size_t m, size_t k, size_t pad,
+                   uint32_t seed) {
+    SCOPED_TRACE(Shape({{"m", m}, {"k", k}, {"pad", pad}}));
+    std::mt19937 rng(seed);
+    const size_t ldx = k + pad, nb = k / TERN_QA_BLOCK;
+    std::vector<float> x = RandomFloats(rng, m * ldx, -2.0f, 2.0f);
+    for (size_t i = 0; i < m; i++)
+        for (size_t c = k; c < ldx; c++) x[i * ldx + c] = NAN;
+    if (nb > 1) // an all-zero block: d = 0, q = 0
+        for (size_t c = TERN_QA_BLOCK; c < 2 * TERN_QA_BLOCK; c++) x[c] = 0.0f;
+    const QRows r = Quantize(fn, m, k, x.data(), ldx);
+    for (size_t i = 0; i < m; i++)
+        for (size_t b = 0; b < nb; b++) {
+            double amax = 0;
+            for (size_t j = 0; j < TERN_QA_BLOCK; j++)
+                amax = std::max(amax, (double)std::fabs(x[i * ldx + b * TERN_QA_BLOCK + j]));
+            ASSERT_TRUE(SameBits(r.d[i * nb + b], (float)(amax / 127.0)))
+                << "d of row " << i << " block " << b;
+            int32_t sum = 0;
+            for (size_t j = 0; j < TERN_QA_BLOCK; j++) {
+                const size_t c = b * TERN_QA_BLOCK + j;
+                const int q = r.q[i * k + c];
+                const double want = amax > 0 ? x[i * ldx + c] * 127.0 / amax : 0.0;
+                ASSERT_LE(std::fabs(q - want), 0.5 + 1e-5) << "q[" << i << "][" << c << "]";
+                ASSERT_LE(std::abs(q), 127);
+                sum += q;
+            }
+            ASSERT_EQ(r.s[i * nb + b], sum) << "s of row " << i << " block " << b;
+        }
+}
+
+void SweepQuantize(decltype(tern_kernels::quantize_rows) fn) {
+    ASSERT_NE(fn, nullptr);
+    uint32_t seed = 600;
+    for (size_t k : {32, 64, 96, 576})
+        for (size_t m : {1, 3})
+            for (size_t pad : {0, 5}) {
+                CheckQuantize(fn, m, k, pad, seed++);
+                if (::testing::Test::HasFailure()) return;
+            }
+}
+
+// linear_qa against a double loop over the dequantised activations d * q: the
+// kernel rounds dw * dx and each block's fmaf once.
+void CheckLinearQa(tern_linear_qa_fn fn, decltype(tern_kernels::quantize_rows) quantize,
+                   tern_linear_qa_fn ref, tern_encoding enc, size_t m, size_t rows, size_t cols,
+                   size_t gs, bool zp, bool with_bias, uint32_t seed) {
+    SCOPED_TRACE(Shape({{"enc", (size_t)enc}, {"m", m}, {"rows", rows}, {"cols", cols},
+                        {"gs", gs}, {"zp", zp}, {"bias", with_bias}}));
+    std::mt19937 rng(seed);
+    TestWeight tw = MakeWeight(rng, enc, rows, cols, gs, zp);
+    const std::vector<float> x = RandomFloats(rng, m * cols, -1.0f, 1.0f);
+    const std::vector<float> b = RandomFloats(rng, rows, -1.0f, 1.0f);
+    const QRows qr = Quantize(quantize, m, cols, x.data(), cols);
+    const tern_qrows xq = qr.view(m, cols);
+    const size_t ldy = rows + 2, nb = cols / TERN_QA_BLOCK;
+    const float *bias = with_bias ? b.data() : nullptr;
+    std::vector<float> y(m * ldy, kSentinel);
+    fn(m, 0, rows, &xq, &tw.w, bias, y.data(), ldy);
+    for (size_t i = 0; i < m; i++)
+        for (size_t r = 0; r < ldy; r++) {
+            const float got = y[i * ldy + r];
+            if (r >= rows) {
+                ASSERT_TRUE(SameBits(got, kSentinel)) << "wrote y[" << i << "][" << r << "]";
+                continue;
+            }
+            double want = 0, mag = 0;
+            for (size_t c = 0; c < cols; c++) {
+                const double p = (double)qr.d[i * nb + c / TERN_QA_BLOCK] * qr.q[i * cols + c] *
+                                 tw.dense[r * cols + c];
+                want += p;
+                mag += std::fabs(p);
+            }
+            if (bias) {
+                want += b[r];
+                mag += std::fabs(b[r]);
+            }
+            const double tol = 2.0 * (double)(cols / std::min<size_t>(gs, 32) + 4) * kEps * mag +
+                               FLT_TRUE_MIN * cols;
+            ASSERT_LE(std::fabs(got - want), tol)
+                << "y[" << i << "][" << r << "] = " << got << ", expected " << want;
+        }
+    if (!ref) return;
+    // the integer contract: bit-identical to ref, also for any split of the rows
+    std::vector<float> yr(m * ldy, kSentinel), ys(m * ldy, kSentinel);
+    ref(m, 0, rows, &xq, &tw.w, bias, yr.data(), ldy);
+    const size_t cut = rows / 3;
+    fn(m, 0, cut, &xq, &tw.w, bias, ys.data(), ldy);
+    fn(m, cut, rows, &xq, &tw.w, bias, ys.data(), ldy);
+    for (size_t i = 0; i < m * ldy; i++) {
+        ASSERT_TRUE(SameBits(y[i], yr[i])) << "differs from ref at " << i << ": " << y[i]
+                                           << " vs " << yr[i];
+        ASSERT_TRUE(SameBits(ys[i], yr[i])) << "split at row " << cut << " differs at " << i;
+    }
+}
+
+void SweepLinearQa(tern_linear_qa_fn fn, decltype(tern_kernels::quantize_rows) quantize,
+                   tern_linear_qa_fn ref, tern_encoding enc) {
+    ASSERT_NE(fn, nullptr);
+    uint32_t seed = 700 + enc;
+    // (group size, columns): multiples of 32, divisors of 32, and 48 whose
+    // groups straddle the activation blocks
+    const std::pair<size_t, size_t> shapes[] = {{32, 32},  {32, 96},  {64, 64},  {64, 192},
+                                                {128, 256}, {96, 192}, {16, 64}, {8, 32},
+                                                {48, 96}};
+    for (bool zp : {false, true})
+        for (const auto &sh : shapes)
+            for (size_t rows : {1, 7, 8, 9, 19})
+                for (size_t m : {1, 2, 5, 17}) {
+                    CheckLinearQa(fn, quantize, ref, enc, m, rows, sh.second, sh.first, zp,
+                                  (rows + m) % 2 == 0, seed++);
+                    if (::testing::Test::HasFailure()) return;
+                }
+}
+
+// Float linear kernels split over rows must give the same bits as one call
+// (the runtime's threads split rows; logits may not depend on the count).
+void CheckLinearSplit(tern_linear_fn fn, tern_encoding enc, size_t gs) {
+    std::mt19937 rng(800 + enc);
+    const size_t rows = 37, cols = 128;
+    for (size_t m : {1, 3, 4, 9}) {
+        SCOPED_TRACE(Shape({{"enc", (size_t)enc}, {"m", m}}));
+        TestWeight tw = MakeWeight(rng, enc, rows, cols, gs, false);
+        const std::vector<float> x = RandomFloats(rng, m * cols, -1.0f, 1.0f);
+        std::vector<float> whole(m * rows), split(m * rows);
+        fn(m, 0, rows, x.data(), cols, &tw.w, nullptr, whole.data(), rows);
+        for (size_t r0 = 0; r0 < rows; r0 += 5)
+            fn(m, r0, std::min(rows, r0 + 5), x.data(), cols, &tw.w, nullptr, split.data(), rows);
+        for (size_t i = 0; i < m * rows; i++)
+            ASSERT_TRUE(SameBits(whole[i], split[i])) << "element " << i;
+    }
+}
+
 tern_kernels RefTable() {
     tern_kernels k;
     std::memset(&k, 0, sizeof k);
@@ -628,6 +783,46 @@ TEST(KernelRef, LinearQ4) { SweepLinearQuant(tern_f32_q4w_linear_ukernel__ref, T
 TEST(KernelRef, RowKernels) { SweepRowKernels(RefTable()); }
 TEST(KernelRef, Rope) { SweepRope(RefTable()); }
 TEST(KernelRef, Attention) { SweepAttention(tern_f32_attention_ukernel__ref); }
+
+TEST(KernelRef, Quantize) { SweepQuantize(tern_f32_qs8_quantize_ukernel__ref); }
+TEST(KernelRef, LinearQaQ8) {
+    SweepLinearQa(tern_qs8_q8w_linear_ukernel__ref, tern_f32_qs8_quantize_ukernel__ref, nullptr,
+                  TERN_ENC_Q8);
+}
+TEST(KernelRef, LinearQaQ4) {
+    SweepLinearQa(tern_qs8_q4w_linear_ukernel__ref, tern_f32_qs8_quantize_ukernel__ref, nullptr,
+                  TERN_ENC_Q4);
+}
+
+// The integer contract by hand: x = [1, -0.5] * 16 (block amax 1, d = 1/127,
+// q = 127, -64 (ties to even)), Q8 weights 2 and -3 with scale 0.5.
+TEST(KernelRef, LinearQaKnownValues) {
+    float x[32];
+    for (int j = 0; j < 32; j++) x[j] = j % 2 ? -0.5f : 1.0f;
+    int8_t q[32];
+    float d;
+    int32_t s;
+    tern_f32_qs8_quantize_ukernel__ref(1, 32, x, 32, q, &d, &s);
+    EXPECT_EQ(q[0], 127);
+    EXPECT_EQ(q[1], -64); // -63.5 rounds to even
+    EXPECT_EQ(s, 16 * (127 - 64));
+    EXPECT_EQ(d, 1.0f / 127.0f);
+    int8_t wv[32];
+    for (int j = 0; j < 32; j++) wv[j] = j % 2 ? -3 : 2;
+    const uint16_t scale = 0x3800; // 0.5
+    tern_weight w{};
+    w.encoding = TERN_ENC_Q8;
+    w.rows = 1;
+    w.cols = 32;
+    w.group_size = 32;
+    w.values = wv;
+    w.scales = &scale;
+    const tern_qrows xq = {1, 32, q, &d, &s};
+    float y;
+    tern_qs8_q8w_linear_ukernel__ref(1, 0, 1, &xq, &w, nullptr, &y, 1);
+    const int dot = 16 * (127 * 2 + 64 * 3);
+    EXPECT_EQ(y, std::fmaf((float)dot, 0.5f * (1.0f / 127.0f), 0.0f));
+}
 
 // Hand-computed cases, so a shared mistake between kernel and tester shows.
 TEST(KernelRef, KnownValues) {
@@ -714,6 +909,34 @@ TEST_P(KernelTier, LinearQ4) { SweepLinearQuant(k_.linear[TERN_ENC_Q4], TERN_ENC
 TEST_P(KernelTier, RowKernels) { SweepRowKernels(k_); }
 TEST_P(KernelTier, Rope) { SweepRope(k_); }
 TEST_P(KernelTier, Attention) { SweepAttention(k_.attention); }
+TEST_P(KernelTier, Quantize) {
+    SweepQuantize(k_.quantize_rows);
+    // bit-identical to ref on the same input
+    std::mt19937 rng(650);
+    const size_t m = 5, k = 640;
+    std::vector<float> x = RandomFloats(rng, m * k, -3.0f, 3.0f);
+    for (size_t i = 0; i < 40; i++) x[rng() % x.size()] = (float)(int)(rng() % 9) * 0.25f;
+    const QRows a = Quantize(k_.quantize_rows, m, k, x.data(), k);
+    const QRows b = Quantize(tern_f32_qs8_quantize_ukernel__ref, m, k, x.data(), k);
+    EXPECT_EQ(a.q, b.q);
+    EXPECT_EQ(a.s, b.s);
+    for (size_t i = 0; i < a.d.size(); i++) ASSERT_TRUE(SameBits(a.d[i], b.d[i])) << i;
+}
+TEST_P(KernelTier, LinearQaQ8) {
+    SweepLinearQa(k_.linear_qa[TERN_ENC_Q8], k_.quantize_rows, tern_qs8_q8w_linear_ukernel__ref,
+                  TERN_ENC_Q8);
+}
+TEST_P(KernelTier, LinearQaQ4) {
+    SweepLinearQa(k_.linear_qa[TERN_ENC_Q4], k_.quantize_rows, tern_qs8_q4w_linear_ukernel__ref,
+                  TERN_ENC_Q4);
+}
+TEST_P(KernelTier, LinearRowSplit) {
+    CheckLinearSplit(k_.linear[TERN_ENC_F32], TERN_ENC_F32, 0);
+    CheckLinearSplit(k_.linear[TERN_ENC_F16], TERN_ENC_F16, 0);
+    CheckLinearSplit(k_.linear[TERN_ENC_BF16], TERN_ENC_BF16, 0);
+    CheckLinearSplit(k_.linear[TERN_ENC_Q8], TERN_ENC_Q8, 32);
+    CheckLinearSplit(k_.linear[TERN_ENC_Q4], TERN_ENC_Q4, 64);
+}
 TEST_P(KernelTier, NoLinearForSideData) {
     for (int e = 0; e < TERN_ENC_COUNT_; e++)
         if (e != TERN_ENC_F32 && e != TERN_ENC_F16 && e != TERN_ENC_BF16 && e != TERN_ENC_Q8 &&

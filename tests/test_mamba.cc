@@ -343,6 +343,10 @@ struct MambaCase {
     double tolerance;
 };
 
+void PrintTo(const MambaCase &c, std::ostream *os) {
+    *os << c.fixture << (c.weights == TERN_WEIGHTS_F32 ? " f32" : " f16") << " tol " << c.tolerance;
+}
+
 std::string CaseName(const testing::TestParamInfo<MambaCase> &info) {
     std::string n = info.param.fixture.substr(info.param.fixture.rfind('/') + 1);
     for (char &c : n)

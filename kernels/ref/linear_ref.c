@@ -92,8 +92,10 @@ void tern_f32_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
     const uint16_t *scales = (const uint16_t *)w->scales;
     const uint8_t *zeros = (const uint8_t *)w->zeros;
     const int asymmetric = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0; /* w = scale * q + min */
+    const uint16_t *mins = (const uint16_t *)w->zeros;
     for (size_t r = r0; r < r1; r++) {
-        /* int8 when symmetric, uint8 with a zero point */
+        /* int8 when symmetric, uint8 with a zero point or a min */
         const int8_t *qs = (const int8_t *)w->values + r * cols;
         const uint8_t *qu = (const uint8_t *)w->values + r * cols;
         for (size_t i = 0; i < m; i++) {
@@ -101,6 +103,14 @@ void tern_f32_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
             float acc = 0.0f;
             for (size_t g = 0; g < n_groups; g++) {
                 const float scale = tern_ref_f16_to_f32(scales[r * n_groups + g]);
+                if (has_min) {
+                    const float mn = tern_ref_f16_to_f32(mins[r * n_groups + g]);
+                    for (size_t j = 0; j < gs; j++) {
+                        const size_t c = g * gs + j;
+                        acc += xi[c] * (scale * (float)qu[c] + mn);
+                    }
+                    continue;
+                }
                 const int zero = asymmetric ? zeros[r * n_groups + g] : 0;
                 for (size_t j = 0; j < gs; j++) {
                     const size_t c = g * gs + j;
@@ -123,6 +133,8 @@ void tern_f32_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
     const uint16_t *scales = (const uint16_t *)w->scales;
     const uint8_t *zeros = (const uint8_t *)w->zeros;
     const int asymmetric = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0; /* w = scale * q + min */
+    const uint16_t *mins = (const uint16_t *)w->zeros;
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *qr = (const uint8_t *)w->values + r * (cols / 2);
         for (size_t i = 0; i < m; i++) {
@@ -130,8 +142,16 @@ void tern_f32_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
             float acc = 0.0f;
             for (size_t g = 0; g < n_groups; g++) {
                 const float scale = tern_ref_f16_to_f32(scales[r * n_groups + g]);
-                const int zero = asymmetric ? zeros[r * n_groups + g] : 8;
                 const uint8_t *qg = qr + g * half;
+                if (has_min) {
+                    const float mn = tern_ref_f16_to_f32(mins[r * n_groups + g]);
+                    for (size_t j = 0; j < gs; j++) {
+                        const int nibble = j < half ? (qg[j] & 0xf) : (qg[j - half] >> 4);
+                        acc += xi[g * gs + j] * (scale * (float)nibble + mn);
+                    }
+                    continue;
+                }
+                const int zero = asymmetric ? zeros[r * n_groups + g] : 8;
                 /* value j of the group, in column order */
                 for (size_t j = 0; j < gs; j++) {
                     const int nibble = j < half ? (qg[j] & 0xf) : (qg[j - half] >> 4);

@@ -21,7 +21,9 @@ extern "C" {
  *   Q8: symmetric int8 q, w = scale * q; asymmetric uint8 q, w = scale * (q - zero).
  *   Q4: each group of G values is G/2 bytes; byte j holds value j in its low
  *       nibble and value j + G/2 in its high nibble. Symmetric w = scale * (q - 8),
- *       asymmetric w = scale * (q - zero). */
+ *       asymmetric w = scale * (q - zero).
+ *   HAS_MIN (either): unsigned q, w = scale * q + min, zeros holding one F16
+ *       min per group (GGUF Q4_1 kept exactly). */
 void tern_f32_f32w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x,
                                        size_t ldx, const tern_weight *w, const float *bias,
                                        float *y, size_t ldy);
@@ -37,6 +39,18 @@ void tern_f32_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
 void tern_f32_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x,
                                       size_t ldx, const tern_weight *w, const float *bias,
                                       float *y, size_t ldy);
+
+/* Quantised activations (linear_qa_ref.c): the exact arithmetic the integer
+ * tiers reproduce bit for bit is defined at the top of that file. linear_qa
+ * needs cols % TERN_QA_BLOCK == 0 (x quantised by quantize_rows). */
+void tern_f32_qs8_quantize_ukernel__ref(size_t m, size_t k, const float *x, size_t ldx,
+                                        int8_t *q, float *d, int32_t *s);
+void tern_qs8_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const tern_qrows *x,
+                                      const tern_weight *w, const float *bias, float *y,
+                                      size_t ldy);
+void tern_qs8_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const tern_qrows *x,
+                                      const tern_weight *w, const float *bias, float *y,
+                                      size_t ldy);
 
 /* Element-wise and row kernels. y may alias x for every one of them. */
 void tern_f32_rmsnorm_ukernel__ref(size_t n, const float *x, const float *w, float eps, float *y);
