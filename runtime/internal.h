@@ -87,6 +87,14 @@ tern_status tern_bind_weight(const tern_model *model, const char *name, size_t r
 /* Binds a 1-D F32 vector of n floats; `optional` allows it to be absent (*out = NULL). */
 tern_status tern_bind_vector(const tern_model *model, const char *name, size_t n, int optional,
                              const float **out, tern_error *err);
+/* A 2-D F32 matrix [rows][cols] (small per-layer tables such as Mamba's A). */
+tern_status tern_bind_matrix_f32(const tern_model *model, const char *name, size_t rows,
+                                 size_t cols, const float **out, tern_error *err);
+/* A u32 metadata value that must lie in [lo, hi]. */
+tern_status tern_meta_u32_range(const tern_model *model, const char *key, uint32_t *out,
+                                uint32_t lo, uint32_t hi, tern_error *err);
+/* calloc of a * b * c floats with overflow checks; sets *failed on failure. */
+float *tern_alloc_floats(size_t a, size_t b, size_t c, int *failed);
 /* Dequantises row r of a weight into out[cols] (embedding lookups): F32,
  * F16, BF16 and dense row-major Q8/Q4 (zero points and mins included). */
 void tern_weight_row_f32(const tern_weight *w, size_t r, float *out);

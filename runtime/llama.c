@@ -43,15 +43,6 @@ typedef struct {
     float *rope_cos, *rope_sin; /* [max_batch][head_dim / 2] */
 } llama_state;
 
-static tern_status read_u32(const tern_model *m, const char *key, uint32_t *out, uint32_t lo,
-                            uint32_t hi, tern_error *err) {
-    tern_status st = tern_file_meta_u32(&m->file, key, out, err);
-    if (st != TERN_OK) return st;
-    if (*out < lo || *out > hi)
-        return tern_fail(err, TERN_ERR_FORMAT, "%s = %u is outside [%u, %u]", key, *out, lo, hi);
-    return TERN_OK;
-}
-
 static tern_status bind_layer(tern_model *m, const llama_model *lm, int i, llama_layer *L,
                               tern_error *err) {
     char name[96];
@@ -98,15 +89,15 @@ static tern_status llama_load(tern_model *m, tern_error *err) {
     const uint32_t big = 1u << 24;
 #define TRY(call)                                                                                  \
     if ((st = (call)) != TERN_OK) goto fail
-    TRY(read_u32(m, TERN_KEY_N_VOCAB, &lm->n_vocab, 1, big, err));
-    TRY(read_u32(m, TERN_KEY_N_CTX, &lm->n_ctx, 1, big, err));
-    TRY(read_u32(m, TERN_KEY_D_MODEL, &lm->d_model, 1, 1u << 16, err));
-    TRY(read_u32(m, TERN_KEY_N_LAYER, &lm->n_layer, 1, 1024, err));
-    TRY(read_u32(m, TERN_KEY_N_HEAD, &lm->n_head, 1, 1024, err));
-    TRY(read_u32(m, TERN_KEY_N_HEAD_KV, &lm->n_head_kv, 1, lm->n_head, err));
-    TRY(read_u32(m, TERN_KEY_HEAD_DIM, &lm->head_dim, 2, MAX_HEAD_DIM, err));
-    TRY(read_u32(m, TERN_KEY_D_FF, &lm->d_ff, 1, 1u << 20, err));
-    TRY(read_u32(m, TERN_KEY_ROPE_LAYOUT, &lm->rope_layout, 0, 1, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_VOCAB, &lm->n_vocab, 1, big, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_CTX, &lm->n_ctx, 1, big, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_MODEL, &lm->d_model, 1, 1u << 16, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_LAYER, &lm->n_layer, 1, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_HEAD, &lm->n_head, 1, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_HEAD_KV, &lm->n_head_kv, 1, lm->n_head, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_HEAD_DIM, &lm->head_dim, 2, MAX_HEAD_DIM, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_FF, &lm->d_ff, 1, 1u << 20, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_ROPE_LAYOUT, &lm->rope_layout, 0, 1, err));
     TRY(tern_file_meta_f32(&m->file, TERN_KEY_NORM_EPS, &lm->norm_eps, err));
     TRY(tern_file_meta_f32(&m->file, TERN_KEY_ROPE_THETA, &lm->rope_theta, err));
     if (lm->n_head % lm->n_head_kv != 0) {
@@ -181,19 +172,6 @@ static void llama_session_free(tern_session *s) {
     s->state = NULL;
 }
 
-static float *alloc_floats(size_t a, size_t b, size_t c, int *failed) {
-    /* Sizes come from validated hyper-parameters, but guard the products anyway. */
-    if (b && a > SIZE_MAX / b) goto overflow;
-    if (c && a * b > SIZE_MAX / c / sizeof(float)) goto overflow;
-    const size_t count = a * b * c;
-    float *p = calloc(count ? count : 1, sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-overflow:
-    *failed = 1;
-    return NULL;
-}
-
 static tern_status llama_session_init(tern_session *s, tern_error *err) {
     const llama_model *lm = s->model->impl;
     llama_state *st = calloc(1, sizeof *st);
@@ -203,18 +181,18 @@ static tern_status llama_session_init(tern_session *s, tern_error *err) {
                  kv_dim = (size_t)lm->n_head_kv * lm->head_dim;
     const size_t cache = (size_t)lm->n_layer * lm->n_head_kv;
     int failed = 0;
-    st->k_cache = alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
-    st->v_cache = alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
-    st->x = alloc_floats(B, lm->d_model, 1, &failed);
-    st->xn = alloc_floats(B, lm->d_model, 1, &failed);
-    st->q = alloc_floats(B, q_dim, 1, &failed);
-    st->k = alloc_floats(B, kv_dim, 1, &failed);
-    st->v = alloc_floats(B, kv_dim, 1, &failed);
-    st->att = alloc_floats(B, q_dim, 1, &failed);
-    st->gate = alloc_floats(B, lm->d_ff, 1, &failed);
-    st->up = alloc_floats(B, lm->d_ff, 1, &failed);
-    st->rope_cos = alloc_floats(B, lm->head_dim / 2, 1, &failed);
-    st->rope_sin = alloc_floats(B, lm->head_dim / 2, 1, &failed);
+    st->k_cache = tern_alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
+    st->v_cache = tern_alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
+    st->x = tern_alloc_floats(B, lm->d_model, 1, &failed);
+    st->xn = tern_alloc_floats(B, lm->d_model, 1, &failed);
+    st->q = tern_alloc_floats(B, q_dim, 1, &failed);
+    st->k = tern_alloc_floats(B, kv_dim, 1, &failed);
+    st->v = tern_alloc_floats(B, kv_dim, 1, &failed);
+    st->att = tern_alloc_floats(B, q_dim, 1, &failed);
+    st->gate = tern_alloc_floats(B, lm->d_ff, 1, &failed);
+    st->up = tern_alloc_floats(B, lm->d_ff, 1, &failed);
+    st->rope_cos = tern_alloc_floats(B, lm->head_dim / 2, 1, &failed);
+    st->rope_sin = tern_alloc_floats(B, lm->head_dim / 2, 1, &failed);
     if (failed) {
         llama_session_free(s);
         return tern_fail(err, TERN_ERR_NO_MEMORY,

@@ -63,28 +63,7 @@ typedef struct {
     float *y;          /* [d_inner]: gated scan output */
 } mamba_state;
 
-static tern_status read_u32(const tern_model *m, const char *key, uint32_t *out, uint32_t lo,
-                            uint32_t hi, tern_error *err) {
-    tern_status st = tern_file_meta_u32(&m->file, key, out, err);
-    if (st != TERN_OK) return st;
-    if (*out < lo || *out > hi)
-        return tern_fail(err, TERN_ERR_FORMAT, "%s = %u is outside [%u, %u]", key, *out, lo, hi);
-    return TERN_OK;
-}
-
 /* A 2-D F32 tensor the kernels read directly (conv taps, A). */
-static tern_status bind_f32_matrix(const tern_model *m, const char *name, size_t rows, size_t cols,
-                                   const float **out, tern_error *err) {
-    tern_weight w;
-    tern_status st = tern_bind_weight(m, name, rows, cols, &w, err);
-    if (st != TERN_OK) return st;
-    if (w.encoding != TERN_ENC_F32)
-        return tern_fail(err, TERN_ERR_FORMAT, "tensor '%s' must be F32, found %s", name,
-                         tern_encoding_name(w.encoding));
-    *out = w.values;
-    return TERN_OK;
-}
-
 static tern_status bind_layer(tern_model *m, const mamba_model *mm, int i, mamba_layer *L,
                               tern_error *err) {
     char name[96];
@@ -98,12 +77,12 @@ static tern_status bind_layer(tern_model *m, const mamba_model *mm, int i, mamba
     TRY(tern_bind_vector(m, NAME(TERN_T_SSM_NORM), d, 0, &L->norm, err));
     TRY(tern_bind_weight(m, NAME(TERN_T_SSM_IN), 2 * di, d, &L->w_in, err));
     TRY(tern_bind_vector(m, BIAS(TERN_T_SSM_IN), 2 * di, 1, &L->b_in, err));
-    TRY(bind_f32_matrix(m, NAME(TERN_T_SSM_CONV), di, mm->d_conv, &L->conv_w, err));
+    TRY(tern_bind_matrix_f32(m, NAME(TERN_T_SSM_CONV), di, mm->d_conv, &L->conv_w, err));
     TRY(tern_bind_vector(m, BIAS(TERN_T_SSM_CONV), di, 1, &L->conv_b, err));
     TRY(tern_bind_weight(m, NAME(TERN_T_SSM_X), xr, di, &L->w_x, err));
     TRY(tern_bind_weight(m, NAME(TERN_T_SSM_DT), di, mm->dt_rank, &L->w_dt, err));
     TRY(tern_bind_vector(m, BIAS(TERN_T_SSM_DT), di, 0, &L->b_dt, err));
-    TRY(bind_f32_matrix(m, NAME(TERN_T_SSM_A), di, ds, &L->A, err));
+    TRY(tern_bind_matrix_f32(m, NAME(TERN_T_SSM_A), di, ds, &L->A, err));
     TRY(tern_bind_vector(m, NAME(TERN_T_SSM_D), di, 0, &L->D, err));
     TRY(tern_bind_weight(m, NAME(TERN_T_SSM_OUT), d, di, &L->w_out, err));
     TRY(tern_bind_vector(m, BIAS(TERN_T_SSM_OUT), d, 1, &L->b_out, err));
@@ -129,14 +108,14 @@ static tern_status mamba_load(tern_model *m, tern_error *err) {
     const uint32_t big = 1u << 24;
 #define TRY(call)                                                                                  \
     if ((st = (call)) != TERN_OK) goto fail
-    TRY(read_u32(m, TERN_KEY_N_VOCAB, &mm->n_vocab, 1, big, err));
-    TRY(read_u32(m, TERN_KEY_N_CTX, &m->n_ctx, 1, UINT32_MAX, err));
-    TRY(read_u32(m, TERN_KEY_D_MODEL, &mm->d_model, 1, 1u << 16, err));
-    TRY(read_u32(m, TERN_KEY_N_LAYER, &mm->n_layer, 1, 1024, err));
-    TRY(read_u32(m, TERN_KEY_SSM_D_INNER, &mm->d_inner, 1, 1u << 18, err));
-    TRY(read_u32(m, TERN_KEY_SSM_D_STATE, &mm->d_state, 1, MAMBA_MAX_STATE, err));
-    TRY(read_u32(m, TERN_KEY_SSM_D_CONV, &mm->d_conv, 1, MAMBA_MAX_CONV, err));
-    TRY(read_u32(m, TERN_KEY_SSM_DT_RANK, &mm->dt_rank, 1, mm->d_inner, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_VOCAB, &mm->n_vocab, 1, big, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_CTX, &m->n_ctx, 1, UINT32_MAX, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_MODEL, &mm->d_model, 1, 1u << 16, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_LAYER, &mm->n_layer, 1, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_SSM_D_INNER, &mm->d_inner, 1, 1u << 18, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_SSM_D_STATE, &mm->d_state, 1, MAMBA_MAX_STATE, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_SSM_D_CONV, &mm->d_conv, 1, MAMBA_MAX_CONV, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_SSM_DT_RANK, &mm->dt_rank, 1, mm->d_inner, err));
     TRY(tern_file_meta_f32(&m->file, TERN_KEY_NORM_EPS, &mm->norm_eps, err));
     if (!(mm->norm_eps >= 0.0f && mm->norm_eps < 1.0f)) {
         st = tern_fail(err, TERN_ERR_FORMAT, "%s %g is outside [0, 1)", TERN_KEY_NORM_EPS,
@@ -197,18 +176,6 @@ static void mamba_session_free(tern_session *s) {
     s->state = NULL;
 }
 
-static float *alloc_floats(size_t a, size_t b, size_t c, int *failed) {
-    if (b && a > SIZE_MAX / b) goto overflow;
-    if (c && a * b > SIZE_MAX / c / sizeof(float)) goto overflow;
-    const size_t count = a * b * c;
-    float *p = calloc(count ? count : 1, sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-overflow:
-    *failed = 1;
-    return NULL;
-}
-
 static tern_status mamba_session_init(tern_session *s, tern_error *err) {
     const mamba_model *mm = s->model->impl;
     mamba_state *st = calloc(1, sizeof *st);
@@ -216,15 +183,15 @@ static tern_status mamba_session_init(tern_session *s, tern_error *err) {
     s->state = st;
     const size_t B = s->max_batch, di = mm->d_inner;
     int failed = 0;
-    st->conv_state = alloc_floats(mm->n_layer, di, mm->d_conv - 1, &failed);
-    st->ssm_state = alloc_floats(mm->n_layer, di, mm->d_state, &failed);
-    st->x = alloc_floats(B, mm->d_model, 1, &failed);
-    st->xn = alloc_floats(B, mm->d_model, 1, &failed);
-    st->xz = alloc_floats(B, 2 * di, 1, &failed);
-    st->u = alloc_floats(B, di, 1, &failed);
-    st->dbc = alloc_floats(B, (size_t)mm->dt_rank + 2 * (size_t)mm->d_state, 1, &failed);
-    st->dt = alloc_floats(B, di, 1, &failed);
-    st->y = alloc_floats(B, di, 1, &failed);
+    st->conv_state = tern_alloc_floats(mm->n_layer, di, mm->d_conv - 1, &failed);
+    st->ssm_state = tern_alloc_floats(mm->n_layer, di, mm->d_state, &failed);
+    st->x = tern_alloc_floats(B, mm->d_model, 1, &failed);
+    st->xn = tern_alloc_floats(B, mm->d_model, 1, &failed);
+    st->xz = tern_alloc_floats(B, 2 * di, 1, &failed);
+    st->u = tern_alloc_floats(B, di, 1, &failed);
+    st->dbc = tern_alloc_floats(B, (size_t)mm->dt_rank + 2 * (size_t)mm->d_state, 1, &failed);
+    st->dt = tern_alloc_floats(B, di, 1, &failed);
+    st->y = tern_alloc_floats(B, di, 1, &failed);
     if (failed) {
         mamba_session_free(s);
         return tern_fail(err, TERN_ERR_NO_MEMORY,

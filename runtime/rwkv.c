@@ -78,15 +78,6 @@ typedef struct {
     float *fr, *proj;   /* [d_model]: channel-mix receptance, projection out */
 } rwkv_state;
 
-static tern_status read_u32(const tern_model *m, const char *key, uint32_t *out, uint32_t lo,
-                            uint32_t hi, tern_error *err) {
-    tern_status st = tern_file_meta_u32(&m->file, key, out, err);
-    if (st != TERN_OK) return st;
-    if (*out < lo || *out > hi)
-        return tern_fail(err, TERN_ERR_FORMAT, "%s = %u is outside [%u, %u]", key, *out, lo, hi);
-    return TERN_OK;
-}
-
 /* A LayerNorm: "<x>.weight" and "<x>.bias", both F32 [n]. */
 static tern_status bind_norm(const tern_model *m, const char *weight_name, size_t n,
                              const float **w, const float **b, tern_error *err) {
@@ -153,13 +144,13 @@ static tern_status rwkv_load(tern_model *m, tern_error *err) {
     const uint32_t big = 1u << 24;
 #define TRY(call)                                                                                  \
     if ((st = (call)) != TERN_OK) goto fail
-    TRY(read_u32(m, TERN_KEY_N_VOCAB, &rm->n_vocab, 1, big, err));
-    TRY(read_u32(m, TERN_KEY_N_CTX, &m->n_ctx, 1, UINT32_MAX, err));
-    TRY(read_u32(m, TERN_KEY_D_MODEL, &rm->d_model, 1, 1u << 16, err));
-    TRY(read_u32(m, TERN_KEY_N_LAYER, &rm->n_layer, 1, 1024, err));
-    TRY(read_u32(m, TERN_KEY_RWKV_D_ATT, &rm->d_att, 1, 1u << 18, err));
-    TRY(read_u32(m, TERN_KEY_D_FF, &rm->d_ff, 1, 1u << 20, err));
-    TRY(read_u32(m, TERN_KEY_RWKV_RESCALE, &rm->rescale_every, 0, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_VOCAB, &rm->n_vocab, 1, big, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_CTX, &m->n_ctx, 1, UINT32_MAX, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_MODEL, &rm->d_model, 1, 1u << 16, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_LAYER, &rm->n_layer, 1, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_RWKV_D_ATT, &rm->d_att, 1, 1u << 18, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_FF, &rm->d_ff, 1, 1u << 20, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_RWKV_RESCALE, &rm->rescale_every, 0, 1024, err));
     if (rm->rescale_every && rm->n_layer / rm->rescale_every >= RWKV_MAX_HALVINGS) {
         st = tern_fail(err, TERN_ERR_FORMAT, "%s = %u halves the residual %u times (at most %u)",
                        TERN_KEY_RWKV_RESCALE, rm->rescale_every, rm->n_layer / rm->rescale_every,
@@ -226,18 +217,6 @@ static void rwkv_session_free(tern_session *s) {
     s->state = NULL;
 }
 
-static float *alloc_floats(size_t a, size_t b, size_t c, int *failed) {
-    if (b && a > SIZE_MAX / b) goto overflow;
-    if (c && a * b > SIZE_MAX / c / sizeof(float)) goto overflow;
-    const size_t count = a * b * c;
-    float *p = calloc(count ? count : 1, sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-overflow:
-    *failed = 1;
-    return NULL;
-}
-
 /* The state of a fresh session: zero shift states, aa = bb = 0, pp = -1e38. */
 static void reset_state(const rwkv_model *rm, rwkv_state *st) {
     const size_t da = rm->d_att;
@@ -256,20 +235,20 @@ static tern_status rwkv_session_init(tern_session *s, tern_error *err) {
     s->state = st;
     const size_t B = s->max_batch, d = rm->d_model, da = rm->d_att;
     int failed = 0;
-    st->shift = alloc_floats(rm->n_layer, 2, d, &failed);
-    st->wkv = alloc_floats(rm->n_layer, 3, da, &failed);
-    st->x = alloc_floats(B, d, 1, &failed);
-    st->xn = alloc_floats(B, d, 1, &failed);
-    st->xk = alloc_floats(B, d, 1, &failed);
-    st->xv = alloc_floats(B, d, 1, &failed);
-    st->xr = alloc_floats(B, d, 1, &failed);
-    st->k = alloc_floats(B, da, 1, &failed);
-    st->v = alloc_floats(B, da, 1, &failed);
-    st->r = alloc_floats(B, da, 1, &failed);
-    st->y = alloc_floats(B, da, 1, &failed);
-    st->fk = alloc_floats(B, rm->d_ff, 1, &failed);
-    st->fr = alloc_floats(B, d, 1, &failed);
-    st->proj = alloc_floats(B, d, 1, &failed);
+    st->shift = tern_alloc_floats(rm->n_layer, 2, d, &failed);
+    st->wkv = tern_alloc_floats(rm->n_layer, 3, da, &failed);
+    st->x = tern_alloc_floats(B, d, 1, &failed);
+    st->xn = tern_alloc_floats(B, d, 1, &failed);
+    st->xk = tern_alloc_floats(B, d, 1, &failed);
+    st->xv = tern_alloc_floats(B, d, 1, &failed);
+    st->xr = tern_alloc_floats(B, d, 1, &failed);
+    st->k = tern_alloc_floats(B, da, 1, &failed);
+    st->v = tern_alloc_floats(B, da, 1, &failed);
+    st->r = tern_alloc_floats(B, da, 1, &failed);
+    st->y = tern_alloc_floats(B, da, 1, &failed);
+    st->fk = tern_alloc_floats(B, rm->d_ff, 1, &failed);
+    st->fr = tern_alloc_floats(B, d, 1, &failed);
+    st->proj = tern_alloc_floats(B, d, 1, &failed);
     if (failed) {
         rwkv_session_free(s);
         return tern_fail(err, TERN_ERR_NO_MEMORY,

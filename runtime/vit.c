@@ -55,29 +55,6 @@ typedef struct {
     float *cls;               /* [pass images][d_model] */
 } vit_state;
 
-static tern_status read_u32(const tern_model *m, const char *key, uint32_t *out, uint32_t lo,
-                            uint32_t hi, tern_error *err) {
-    tern_status st = tern_file_meta_u32(&m->file, key, out, err);
-    if (st != TERN_OK) return st;
-    if (*out < lo || *out > hi)
-        return tern_fail(err, TERN_ERR_FORMAT, "%s = %u is outside [%u, %u]", key, *out, lo, hi);
-    return TERN_OK;
-}
-
-static tern_status bind_matrix_f32(const tern_model *m, const char *name, size_t rows, size_t cols,
-                                   const float **out, tern_error *err) {
-    tern_tensor_view v;
-    tern_status st = tern_file_get_tensor(&m->file, name, &v, err);
-    if (st != TERN_OK) return st;
-    if (v.desc.ndim != 2 || v.desc.dims[0] != rows || v.desc.dims[1] != cols ||
-        v.desc.encoding != TERN_ENC_F32)
-        return tern_fail(err, TERN_ERR_FORMAT, "tensor '%s' must be F32 [%zu, %zu], found %s [%llu, %llu]",
-                         name, rows, cols, tern_encoding_name(v.desc.encoding),
-                         (unsigned long long)v.desc.dims[0], (unsigned long long)v.desc.dims[1]);
-    *out = v.planes[TERN_PLANE_VALUES];
-    return TERN_OK;
-}
-
 /* A weight and its bias; `fmt` has a %d for the layer (ignored by fixed names). */
 static tern_status bind_linear(tern_model *m, const char *fmt, int layer, size_t rows, size_t cols,
                                int bias_optional, tern_weight *w, const float **b, tern_error *err) {
@@ -110,10 +87,10 @@ static void vit_unload(tern_model *m) {
 static tern_status load_image_config(tern_model *m, vit_model *vm, tern_error *err) {
     tern_image_config *ic = &vm->image;
     tern_status st;
-    if ((st = read_u32(m, TERN_KEY_VIT_CHANNELS, &ic->channels, 1, 4, err)) ||
-        (st = read_u32(m, TERN_KEY_VIT_HEIGHT, &ic->height, 1, VIT_MAX_SIDE, err)) ||
-        (st = read_u32(m, TERN_KEY_VIT_WIDTH, &ic->width, 1, VIT_MAX_SIDE, err)) ||
-        (st = read_u32(m, TERN_KEY_VIT_RESIZE, &ic->resize_short, 0, VIT_MAX_SIDE, err)))
+    if ((st = tern_meta_u32_range(m, TERN_KEY_VIT_CHANNELS, &ic->channels, 1, 4, err)) ||
+        (st = tern_meta_u32_range(m, TERN_KEY_VIT_HEIGHT, &ic->height, 1, VIT_MAX_SIDE, err)) ||
+        (st = tern_meta_u32_range(m, TERN_KEY_VIT_WIDTH, &ic->width, 1, VIT_MAX_SIDE, err)) ||
+        (st = tern_meta_u32_range(m, TERN_KEY_VIT_RESIZE, &ic->resize_short, 0, VIT_MAX_SIDE, err)))
         return st;
     const char *interp;
     size_t len;
@@ -151,15 +128,15 @@ static tern_status vit_load(tern_model *m, tern_error *err) {
     tern_status st;
 #define TRY(call)                                                                                  \
     if ((st = (call)) != TERN_OK) goto fail
-    TRY(read_u32(m, TERN_KEY_N_VOCAB, &vm->n_classes, 1, 1u << 24, err));
-    TRY(read_u32(m, TERN_KEY_D_MODEL, &vm->d_model, 1, 1u << 16, err));
-    TRY(read_u32(m, TERN_KEY_N_LAYER, &vm->n_layer, 1, 1024, err));
-    TRY(read_u32(m, TERN_KEY_N_HEAD, &vm->n_head, 1, vm->d_model, err));
-    TRY(read_u32(m, TERN_KEY_HEAD_DIM, &vm->head_dim, 1, vm->d_model, err));
-    TRY(read_u32(m, TERN_KEY_D_FF, &vm->d_ff, 1, 1u << 20, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_VOCAB, &vm->n_classes, 1, 1u << 24, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_MODEL, &vm->d_model, 1, 1u << 16, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_LAYER, &vm->n_layer, 1, 1024, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_N_HEAD, &vm->n_head, 1, vm->d_model, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_HEAD_DIM, &vm->head_dim, 1, vm->d_model, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_D_FF, &vm->d_ff, 1, 1u << 20, err));
     TRY(tern_file_meta_f32(&m->file, TERN_KEY_NORM_EPS, &vm->norm_eps, err));
     TRY(load_image_config(m, vm, err));
-    TRY(read_u32(m, TERN_KEY_VIT_PATCH, &vm->patch, 1, VIT_MAX_SIDE, err));
+    TRY(tern_meta_u32_range(m, TERN_KEY_VIT_PATCH, &vm->patch, 1, VIT_MAX_SIDE, err));
     if ((uint64_t)vm->n_head * vm->head_dim != vm->d_model) {
         st = tern_fail(err, TERN_ERR_FORMAT, "%u heads of %u do not make d_model %u", vm->n_head,
                        vm->head_dim, vm->d_model);
@@ -203,7 +180,7 @@ static tern_status vit_load(tern_model *m, tern_error *err) {
     const size_t d = vm->d_model, ff = vm->d_ff;
     TRY(bind_linear(m, TERN_T_VIT_PATCH, 0, d, vm->patch_dim, 0, &vm->patch_w, &vm->patch_b, err));
     TRY(tern_bind_vector(m, TERN_T_VIT_CLS, d, 0, &vm->cls, err));
-    TRY(bind_matrix_f32(m, TERN_T_VIT_POS, vm->n_tok, d, &vm->pos, err));
+    TRY(tern_bind_matrix_f32(m, TERN_T_VIT_POS, vm->n_tok, d, &vm->pos, err));
     TRY(bind_norm(m, TERN_T_OUTPUT_NORM, 0, d, &vm->norm_w, &vm->norm_b, err));
     TRY(bind_linear(m, TERN_T_OUTPUT, 0, vm->n_classes, d, 0, &vm->head, &vm->head_b, err));
     vm->layers = calloc(vm->n_layer, sizeof *vm->layers);
@@ -248,17 +225,6 @@ static void vit_session_free(tern_session *s) {
     s->state = NULL;
 }
 
-static float *alloc_floats(size_t rows, size_t cols, int *failed) {
-    if (cols && rows > SIZE_MAX / sizeof(float) / cols) {
-        *failed = 1;
-        return NULL;
-    }
-    const size_t count = rows * cols;
-    float *p = malloc((count ? count : 1) * sizeof(float));
-    if (!p) *failed = 1;
-    return p;
-}
-
 static tern_status vit_session_init(tern_session *s, tern_error *err) {
     const vit_model *vm = s->model->impl;
     vit_state *st = calloc(1, sizeof *st);
@@ -270,17 +236,17 @@ static tern_status vit_session_init(tern_session *s, tern_error *err) {
     st->pass_images = images;
     const size_t rows = (size_t)images * vm->n_tok, d = vm->d_model;
     int failed = 0;
-    st->patches = alloc_floats(rows, vm->patch_dim, &failed);
-    st->x = alloc_floats(rows, d, &failed);
-    st->xn = alloc_floats(rows, d, &failed);
-    st->q = alloc_floats(rows, d, &failed);
-    st->k = alloc_floats(rows, d, &failed);
-    st->v = alloc_floats(rows, d, &failed);
-    st->att = alloc_floats(rows, d, &failed);
-    st->kh = alloc_floats(rows, d, &failed);
-    st->vh = alloc_floats(rows, d, &failed);
-    st->ff = alloc_floats(rows, vm->d_ff, &failed);
-    st->cls = alloc_floats(images, d, &failed);
+    st->patches = tern_alloc_floats(rows, vm->patch_dim, 1, &failed);
+    st->x = tern_alloc_floats(rows, d, 1, &failed);
+    st->xn = tern_alloc_floats(rows, d, 1, &failed);
+    st->q = tern_alloc_floats(rows, d, 1, &failed);
+    st->k = tern_alloc_floats(rows, d, 1, &failed);
+    st->v = tern_alloc_floats(rows, d, 1, &failed);
+    st->att = tern_alloc_floats(rows, d, 1, &failed);
+    st->kh = tern_alloc_floats(rows, d, 1, &failed);
+    st->vh = tern_alloc_floats(rows, d, 1, &failed);
+    st->ff = tern_alloc_floats(rows, vm->d_ff, 1, &failed);
+    st->cls = tern_alloc_floats(images, d, 1, &failed);
     if (failed) {
         vit_session_free(s);
         return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory allocating buffers for %zu tokens",

@@ -1,4 +1,6 @@
 /* Binding tensors of the mapped file to the structs kernels read. */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
@@ -125,4 +127,39 @@ void tern_weight_row_f32(const tern_weight *w, size_t r, float *out) {
         memset(out, 0, n * sizeof(float));
         break;
     }
+}
+
+tern_status tern_meta_u32_range(const tern_model *model, const char *key, uint32_t *out, uint32_t lo,
+                                uint32_t hi, tern_error *err) {
+    tern_status st = tern_file_meta_u32(&model->file, key, out, err);
+    if (st != TERN_OK) return st;
+    if (*out < lo || *out > hi)
+        return tern_fail(err, TERN_ERR_FORMAT, "%s = %u is outside [%u, %u]", key, *out, lo, hi);
+    return TERN_OK;
+}
+
+tern_status tern_bind_matrix_f32(const tern_model *model, const char *name, size_t rows, size_t cols,
+                                 const float **out, tern_error *err) {
+    tern_tensor_view v;
+    tern_status st = tern_file_get_tensor(&model->file, name, &v, err);
+    if (st != TERN_OK) return st;
+    if (v.desc.ndim != 2 || v.desc.dims[0] != rows || v.desc.dims[1] != cols ||
+        v.desc.encoding != TERN_ENC_F32)
+        return tern_fail(err, TERN_ERR_FORMAT, "tensor '%s' must be F32 [%zu, %zu], found %s [%llu, %llu]",
+                         name, rows, cols, tern_encoding_name(v.desc.encoding),
+                         (unsigned long long)v.desc.dims[0], (unsigned long long)v.desc.dims[1]);
+    *out = v.planes[TERN_PLANE_VALUES];
+    return TERN_OK;
+}
+
+float *tern_alloc_floats(size_t a, size_t b, size_t c, int *failed) {
+    /* Sizes come from validated hyper-parameters, but guard the products anyway. */
+    if ((b && a > SIZE_MAX / b) || (c && a * b > SIZE_MAX / c / sizeof(float))) {
+        *failed = 1;
+        return NULL;
+    }
+    const size_t count = a * b * c;
+    float *p = calloc(count ? count : 1, sizeof(float));
+    if (!p) *failed = 1;
+    return p;
 }
