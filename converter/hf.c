@@ -224,6 +224,7 @@ tern_status tern_hf_convert_decoder(tern_convert_ctx *ctx, const tern_hf_arch *a
     tern_hf_plan plan = {NULL, 0, 0};
     if ((st = tern_hf_decoder_plan(&hp, &w, &plan, err))) goto done;
     if ((st = tern_hf_decoder_write_meta(ctx, arch, &hp, err))) goto done;
+    if ((st = tern_hf_write_tokenizer(ctx, cfg, err))) goto done;
     st = tern_hf_plan_write(ctx, &plan, err);
 done:
     free(plan.jobs);

@@ -102,6 +102,38 @@ tern_status tern_hf_plan_write(tern_convert_ctx *ctx, const tern_hf_plan *plan, 
 tern_status tern_hf_write_general_meta(tern_convert_ctx *ctx, const tern_hf_arch *arch,
                                        tern_error *err);
 
+/* ---- tokenizer.json (hf_tokenizer.c) ---------------------------------------- */
+#define TERN_HF_MAX_TOKENIZER (64u << 20) /* tokenizer.json */
+
+/* A tokenizer read from a folder's tokenizer.json and tokenizer_config.json;
+ * desc's strings point into the storage below. */
+typedef struct tern_hf_tokenizer {
+    int found; /* 0: the folder has no tokenizer.json (desc is empty) */
+    tern_tokenizer_desc desc;
+    const char *chat_template; /* NULL when none */
+    size_t chat_template_len;
+    /* storage */
+    json_object *json, *config;
+    const char **tokens;
+    uint32_t *token_lens;
+    float *scores;
+    int32_t *types;
+    const char **merges;
+    uint32_t *merge_lens;
+    char *text, *merge_text, *template_buf;
+} tern_hf_tokenizer;
+
+/* Reads dir/tokenizer.json (+ tokenizer_config.json, chat_template.jinja);
+ * cfg (config.json, may be NULL) supplies fallback BOS/EOS/pad ids; n_vocab
+ * (0: no check) pads the vocabulary with "[PAD<id>]" tokens and is an error
+ * when the tokenizer has more. t is freed on failure. */
+tern_status tern_hf_tokenizer_load(const char *dir, json_object *cfg, uint32_t n_vocab,
+                                   tern_hf_tokenizer *t, tern_error *err);
+void tern_hf_tokenizer_free(tern_hf_tokenizer *t);
+/* Text-model converters: writes the folder's tokenizer and chat template
+ * into ctx->writer (nothing when there is no tokenizer.json). */
+tern_status tern_hf_write_tokenizer(tern_convert_ctx *ctx, json_object *cfg, tern_error *err);
+
 #ifdef __cplusplus
 }
 #endif

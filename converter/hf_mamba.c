@@ -206,6 +206,7 @@ tern_status tern_hf_convert_mamba(tern_convert_ctx *ctx, const tern_hf_arch *arc
     }
     if ((st = tern_hf_mamba_plan(&hp, &w, &plan, a_log, err))) goto done;
     if ((st = tern_hf_mamba_write_meta(ctx, arch, &hp, err))) goto done;
+    if ((st = tern_hf_write_tokenizer(ctx, cfg, err))) goto done;
     if ((st = tern_hf_plan_write(ctx, &plan, err))) goto done;
     /* plan_write counted only the planned tensors; add the A_log bytes. */
     for (uint32_t l = 0; l < hp.n_layer; l++) ctx->total_bytes += a_log[l]->size;

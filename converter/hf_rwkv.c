@@ -233,6 +233,7 @@ tern_status tern_hf_convert_rwkv4(tern_convert_ctx *ctx, const tern_hf_arch *arc
     }
     if ((st = tern_hf_rwkv_plan(&hp, &w, &plan, decay, err))) goto done;
     if ((st = tern_hf_rwkv_write_meta(ctx, arch, &hp, err))) goto done;
+    if ((st = tern_hf_write_tokenizer(ctx, cfg, err))) goto done;
     if ((st = tern_hf_plan_write(ctx, &plan, err))) goto done;
     /* plan_write counted only the planned tensors; add the time_decay bytes. */
     for (uint32_t l = 0; l < hp.n_layer; l++) ctx->total_bytes += decay[l]->size;

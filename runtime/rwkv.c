@@ -176,8 +176,7 @@ static tern_status rwkv_load(tern_model *m, tern_error *err) {
     if (tern_file_has_meta(&m->file, TERN_KEY_EOS)) TRY(tern_file_meta_i32(&m->file, TERN_KEY_EOS, &m->eos_token, err));
 
     TRY(tern_bind_weight(m, TERN_T_TOKEN_EMBD, rm->n_vocab, rm->d_model, &rm->token_embd, err));
-    if (rm->token_embd.encoding != TERN_ENC_F32 && rm->token_embd.encoding != TERN_ENC_F16 &&
-        rm->token_embd.encoding != TERN_ENC_BF16) {
+    if (!tern_weight_rows_readable(&rm->token_embd)) {
         st = tern_fail(err, TERN_ERR_UNSUPPORTED, "token_embd.weight: encoding %s cannot be looked up",
                        tern_encoding_name(rm->token_embd.encoding));
         goto fail;

@@ -5,14 +5,13 @@
 #include <sys/wait.h>
 
 #include <algorithm>
-#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "formats/npy.h"
-#include "formats/safetensors.h"
-#include "tests/test_util.h"
+#include "tests/test_reference.h"
 
 namespace {
 
@@ -67,32 +66,11 @@ TEST_F(Cli, InfoPrintsTheTensorTable) {
     EXPECT_EQ(run_tern("info --verify " + model_).exit_code, 0);
 }
 
-double worst_row_error(const float *a, const float *ref, size_t rows, size_t cols) {
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double num = 0, den = 0;
-        for (size_t c = 0; c < cols; c++) {
-            double d = (double)a[r * cols + c] - ref[r * cols + c];
-            num += d * d;
-            den += (double)ref[r * cols + c] * ref[r * cols + c];
-        }
-        worst = std::max(worst, std::sqrt(num / den));
-    }
-    return worst;
-}
-
 TEST_F(Cli, LogitsPrefillAndStepwiseMatchReference) {
-    tern_safetensors st;
-    tern_error err = {};
-    ASSERT_EQ(tern_safetensors_open(test_shared_path("fixtures/hf/llama/reference.safetensors").c_str(), &st, &err), TERN_OK);
-    const tern_st_tensor *tok = tern_safetensors_find(&st, "tokens");
-    const tern_st_tensor *lg = tern_safetensors_find(&st, "logits");
-    ASSERT_TRUE(tok && lg);
+    TestReference ref = test_load_reference(test_shared_path("fixtures/hf/llama/reference.safetensors"));
+    ASSERT_FALSE(ref.tokens.empty());
     std::string list;
-    const int32_t *ids = static_cast<const int32_t *>(tok->data);
-    for (uint64_t i = 0; i < tok->n_elements; i++) list += (i ? "," : "") + std::to_string(ids[i]);
-    std::vector<float> ref(lg->n_elements);
-    ASSERT_EQ(tern_st_to_f32(lg, ref.data(), &err), TERN_OK);
+    for (size_t i = 0; i < ref.tokens.size(); i++) list += (i ? "," : "") + std::to_string(ref.tokens[i]);
     for (const char *mode : {"", " --stepwise"}) {
         std::string out = tmp_ + "/logits.npy";
         CliRun r = run_tern("logits " + model_ + " --tokens " + list + mode + " -o " + out);
@@ -100,14 +78,14 @@ TEST_F(Cli, LogitsPrefillAndStepwiseMatchReference) {
         float *data;
         uint32_t ndim;
         uint64_t shape[4];
+        tern_error err = {};
         ASSERT_EQ(tern_npy_read_f32(out.c_str(), &data, &ndim, shape, &err), TERN_OK) << err.message;
         ASSERT_EQ(ndim, 2u);
-        ASSERT_EQ(shape[0], tok->n_elements);
-        ASSERT_EQ(shape[1], lg->shape[1]);
-        EXPECT_LE(worst_row_error(data, ref.data(), shape[0], shape[1]), 1e-4) << mode;
+        ASSERT_EQ(shape[0], ref.tokens.size());
+        ASSERT_EQ(shape[1], ref.vocab);
+        EXPECT_LE(test_max_row_rel_error(data, ref.logits.data(), shape[0], shape[1]), 1e-4) << mode;
         free(data);
     }
-    tern_safetensors_close(&st);
 }
 
 TEST_F(Cli, GenerateIsDeterministic) {

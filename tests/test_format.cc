@@ -448,7 +448,9 @@ TEST(PlaneSizes, Quantized) {
     ExpectInvalid(Desc(TERN_ENC_Q4, {4, 64}, 128));
     ExpectInvalid(Desc(TERN_ENC_F32, {4, 64}, 32));               // group on a dense encoding
     ExpectInvalid(Desc(TERN_ENC_F16, {4}, 0, TERN_TENSOR_HAS_ZERO_POINT));
-    ExpectInvalid(Desc(TERN_ENC_Q8, {4, 64}, 32, 0x2));           // unknown flag
+    ExpectInvalid(Desc(TERN_ENC_Q8, {4, 64}, 32, 0x4));           // unknown flag
+    ExpectSizes(Desc(TERN_ENC_Q4, {4, 64}, 32, TERN_TENSOR_HAS_MIN), 128, 16, 16, 0);  // F16 mins
+    ExpectInvalid(Desc(TERN_ENC_Q4, {4, 64}, 32, TERN_TENSOR_HAS_MIN | TERN_TENSOR_HAS_ZERO_POINT));
 }
 
 TEST(PlaneSizes, Sparse) {

@@ -1,5 +1,6 @@
 // AArch64 kernel properties that the table-wide sweeps of test_kernels.cc do
 // not check:
+//  - the neon float linear kernels with HAS_MIN weights (w = s * q + min);
 //  - the neon float linear kernels give each output element the same bits
 //    whatever its register tile: for any m (batch vs one token at a time) and
 //    any row split, including splits that are not multiples of the tiles;
@@ -30,7 +31,9 @@
 
 namespace {
 
-bool SameBits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+bool SameBits(float a, float b) {
+    return std::memcmp(&a, &b, sizeof a) == 0;
+}
 
 bool CpuHas(tern_isa isa) {
     uint64_t mask = 0;
@@ -63,13 +66,15 @@ Weight MakeWeight(std::mt19937 &rng, tern_encoding enc, size_t rows, size_t cols
         for (size_t i = 0; i < rows * cols; i++) {
             // finite halves around 1 (F16 exponent 8..17, BF16 120..128)
             const uint32_t sign = rng() & 1;
-            const uint16_t h = enc == TERN_ENC_F16
-                                   ? (uint16_t)(sign << 15 | (8 + rng() % 10) << 10 | (rng() & 0x3ff))
-                                   : (uint16_t)(sign << 15 | (120 + rng() % 9) << 7 | (rng() & 0x7f));
+            const uint16_t h =
+                enc == TERN_ENC_F16
+                    ? (uint16_t)(sign << 15 | (8 + rng() % 10) << 10 | (rng() & 0x3ff))
+                    : (uint16_t)(sign << 15 | (120 + rng() % 9) << 7 | (rng() & 0x7f));
             std::memcpy(&t.values[2 * i], &h, 2);
         }
     } else {
-        for (uint8_t &b : t.values) b = (uint8_t)rng();
+        for (uint8_t &b : t.values)
+            b = (uint8_t)rng();
     }
     const bool quant = enc == TERN_ENC_Q8 || enc == TERN_ENC_Q4;
     const size_t n_groups = quant ? rows * cols / gs : 0;
@@ -80,7 +85,8 @@ Weight MakeWeight(std::mt19937 &rng, tern_encoding enc, size_t rows, size_t cols
     }
     if (zero_point) {
         t.zeros.resize(n_groups);
-        for (uint8_t &z : t.zeros) z = (uint8_t)(rng() % (enc == TERN_ENC_Q8 ? 256 : 16));
+        for (uint8_t &z : t.zeros)
+            z = (uint8_t)(rng() % (enc == TERN_ENC_Q8 ? 256 : 16));
     }
     t.w.encoding = enc;
     t.w.layout = TERN_LAYOUT_ROW_MAJOR;
@@ -97,7 +103,8 @@ Weight MakeWeight(std::mt19937 &rng, tern_encoding enc, size_t rows, size_t cols
 std::vector<float> RandomFloats(std::mt19937 &rng, size_t n, float lo, float hi) {
     std::uniform_real_distribution<float> dist(lo, hi);
     std::vector<float> v(n);
-    for (float &f : v) f = dist(rng);
+    for (float &f : v)
+        f = dist(rng);
     return v;
 }
 
@@ -158,10 +165,72 @@ TEST(KernelArmNeon, LinearBitsIndependentOfTile) {
                     const size_t e = i * ldy + r;
                     ASSERT_TRUE(SameBits(whole[e], single[e]))
                         << "y[" << i << "][" << r << "]: m=7 " << whole[e] << ", m=1 " << single[e];
-                    ASSERT_TRUE(SameBits(whole[e], pairs[e]))
-                        << "y[" << i << "][" << r << "]: m=7 " << whole[e] << ", m=2/3 " << pairs[e];
+                    ASSERT_TRUE(SameBits(whole[e], pairs[e])) << "y[" << i << "][" << r << "]: m=7 "
+                                                              << whole[e] << ", m=2/3 " << pairs[e];
                 }
         }
+}
+
+double DecodeF16(uint16_t h) {
+    const int e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    const double v = e == 0 ? std::ldexp(m, -24) : std::ldexp(1024 + m, e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+// HAS_MIN (GGUF Q4_1 style): w = s * q + min with unsigned q and an F16 min
+// per group in the zeros plane, against a double loop decoding docs/format.md.
+TEST(KernelArmNeon, LinearWithMin) {
+    ASSERT_TRUE(CpuHas(TERN_ISA_ARM_NEON));
+    uint32_t seed = 40;
+    for (tern_encoding enc : {TERN_ENC_Q8, TERN_ENC_Q4})
+        for (size_t gs : {8, 32, 64})
+            for (size_t m : {1, 3, 5}) {
+                SCOPED_TRACE("enc=" + std::to_string(enc) + " gs=" + std::to_string(gs) +
+                             " m=" + std::to_string(m));
+                std::mt19937 rng(seed++);
+                const size_t rows = 13, cols = 128, n_groups = rows * cols / gs;
+                Weight t = MakeWeight(rng, enc, rows, cols, gs, false);
+                t.zeros.resize(n_groups * 2);
+                for (size_t g = 0; g < n_groups; g++) {
+                    const uint16_t mn =
+                        (uint16_t)((rng() & 1) << 15 | (8 + rng() % 8) << 10 | (rng() & 0x3ff));
+                    std::memcpy(&t.zeros[2 * g], &mn, 2);
+                }
+                t.w.zeros = t.zeros.data();
+                t.w.flags = TERN_TENSOR_HAS_MIN;
+                const std::vector<float> x = RandomFloats(rng, m * cols, -1.0f, 1.0f);
+                const std::vector<float> bias = RandomFloats(rng, rows, -1.0f, 1.0f);
+                std::vector<float> y(m * rows);
+                const tern_linear_fn fn = enc == TERN_ENC_Q8
+                                              ? tern_f32_q8w_linear_ukernel_4x4__neon
+                                              : tern_f32_q4w_linear_ukernel_4x4__neon;
+                fn(m, 0, rows, x.data(), cols, &t.w, bias.data(), y.data(), rows);
+                for (size_t r = 0; r < rows; r++)
+                    for (size_t i = 0; i < m; i++) {
+                        double want = bias[r], mag = std::fabs(bias[r]);
+                        for (size_t c = 0; c < cols; c++) {
+                            const size_t g = r * (cols / gs) + c / gs, j = c % gs;
+                            uint16_t sh, mh;
+                            std::memcpy(&sh, &t.scales[2 * g], 2);
+                            std::memcpy(&mh, &t.zeros[2 * g], 2);
+                            int q;
+                            if (enc == TERN_ENC_Q8) {
+                                q = t.values[r * cols + c];
+                            } else {
+                                const uint8_t b =
+                                    t.values[r * cols / 2 + (c / gs) * gs / 2 + j % (gs / 2)];
+                                q = j < gs / 2 ? (b & 0xf) : (b >> 4);
+                            }
+                            const double p = x[i * cols + c] * (DecodeF16(sh) * q + DecodeF16(mh));
+                            want += p;
+                            mag += std::fabs(p);
+                        }
+                        const double tol = 2.0 * (cols + 4) * FLT_EPSILON * mag;
+                        ASSERT_LE(std::fabs(y[i * rows + r] - want), tol)
+                            << "y[" << i << "][" << r << "] = " << y[i * rows + r] << ", expected "
+                            << want;
+                    }
+            }
 }
 
 // ---- Integer paths: every ARM tier against the ref, model-sized -------------------
@@ -172,10 +241,12 @@ struct QaKernel {
 };
 
 const QaKernel kQaKernels[] = {
-    {TERN_ISA_ARM_NEON, tern_qs8_q8w_linear_ukernel_2x4__neon, tern_qs8_q4w_linear_ukernel_2x4__neon},
+    {TERN_ISA_ARM_NEON, tern_qs8_q8w_linear_ukernel_2x4__neon,
+     tern_qs8_q4w_linear_ukernel_2x4__neon},
     {TERN_ISA_ARM_DOTPROD, tern_qs8_q8w_linear_ukernel_2x4__dotprod,
      tern_qs8_q4w_linear_ukernel_2x4__dotprod},
-    {TERN_ISA_ARM_I8MM, tern_qs8_q8w_linear_ukernel_2x4__i8mm, tern_qs8_q4w_linear_ukernel_2x4__i8mm},
+    {TERN_ISA_ARM_I8MM, tern_qs8_q8w_linear_ukernel_2x4__i8mm,
+     tern_qs8_q4w_linear_ukernel_2x4__i8mm},
 };
 
 TEST(KernelArmQa, TiersBitIdenticalToRef) {
@@ -187,15 +258,16 @@ TEST(KernelArmQa, TiersBitIdenticalToRef) {
         for (tern_encoding enc : {TERN_ENC_Q8, TERN_ENC_Q4})
             for (bool zp : {false, true})
                 for (size_t gs : {32, 128}) {
-                    SCOPED_TRACE(std::string(tern_isa_name(qk.isa)) + " enc=" +
-                                 std::to_string(enc) + " zp=" + std::to_string(zp) +
+                    SCOPED_TRACE(std::string(tern_isa_name(qk.isa)) +
+                                 " enc=" + std::to_string(enc) + " zp=" + std::to_string(zp) +
                                  " gs=" + std::to_string(gs));
                     std::mt19937 rng(seed++);
                     const size_t rows = 45, cols = 1024, m = 6, ldy = rows + 1;
                     const Weight t = MakeWeight(rng, enc, rows, cols, gs, zp);
                     // activations with a wide range of block scales
                     std::vector<float> x = RandomFloats(rng, m * cols, -1.0f, 1.0f);
-                    for (size_t i = 0; i < x.size(); i++) x[i] *= (float)(1 + (i / 32) % 7);
+                    for (size_t i = 0; i < x.size(); i++)
+                        x[i] *= (float)(1 + (i / 32) % 7);
                     std::vector<int8_t> q(m * cols);
                     std::vector<float> d(m * cols / TERN_QA_BLOCK);
                     std::vector<int32_t> s(m * cols / TERN_QA_BLOCK);
@@ -229,9 +301,12 @@ TEST(KernelArmQa, QuantizeMatchesRef) {
     const size_t m = 3, k = 4096, ldx = k + 3;
     std::vector<float> x = RandomFloats(rng, m * ldx, -50.0f, 50.0f);
     // halfway cases of x * 127 / amax, tiny and zero blocks
-    for (size_t i = 0; i < 64; i++) x[i] = (float)(int)(i % 9) * 0.5f;
-    for (size_t i = 64; i < 96; i++) x[i] = 1e-30f * (float)(i % 5);
-    for (size_t i = 96; i < 128; i++) x[i] = 0.0f;
+    for (size_t i = 0; i < 64; i++)
+        x[i] = (float)(int)(i % 9) * 0.5f;
+    for (size_t i = 64; i < 96; i++)
+        x[i] = 1e-30f * (float)(i % 5);
+    for (size_t i = 96; i < 128; i++)
+        x[i] = 0.0f;
     std::vector<int8_t> q1(m * k), q2(m * k);
     std::vector<float> d1(m * k / 32), d2(m * k / 32);
     std::vector<int32_t> s1(m * k / 32), s2(m * k / 32);
@@ -239,7 +314,8 @@ TEST(KernelArmQa, QuantizeMatchesRef) {
     tern_f32_qs8_quantize_ukernel__ref(m, k, x.data(), ldx, q2.data(), d2.data(), s2.data());
     EXPECT_EQ(q1, q2);
     EXPECT_EQ(s1, s2);
-    for (size_t i = 0; i < d1.size(); i++) ASSERT_TRUE(SameBits(d1[i], d2[i])) << "block " << i;
+    for (size_t i = 0; i < d1.size(); i++)
+        ASSERT_TRUE(SameBits(d1[i], d2[i])) << "block " << i;
 }
 
 // ---- The vector exponential, through silu and softmax --------------------------------
@@ -247,9 +323,10 @@ TEST(KernelArmQa, QuantizeMatchesRef) {
 TEST(KernelArmNeon, SiluDenseSweep) {
     // every 2^-10 step over [-110, 110] plus the edges of the exponential
     std::vector<float> x;
-    for (int i = -110 * 1024; i <= 110 * 1024; i++) x.push_back((float)i / 1024.0f);
-    for (float e : {88.72f, -88.72f, 87.33f, -87.33f, 103.9f, -103.9f, 1e-20f, -1e-20f, 0.0f,
-                    -0.0f, FLT_MAX, -FLT_MAX})
+    for (int i = -110 * 1024; i <= 110 * 1024; i++)
+        x.push_back((float)i / 1024.0f);
+    for (float e : {88.72f, -88.72f, 87.33f, -87.33f, 103.9f, -103.9f, 1e-20f, -1e-20f, 0.0f, -0.0f,
+                    FLT_MAX, -FLT_MAX})
         x.push_back(e);
     std::vector<float> y(x.size());
     tern_f32_silu_ukernel__neon(x.size(), x.data(), y.data());
@@ -267,10 +344,12 @@ TEST(KernelArmNeon, SiluDenseSweep) {
 TEST(KernelArmNeon, SoftmaxWideRange) {
     // differences down to -120: weights below FLT_MIN must come out tiny or 0
     std::vector<float> x(1001);
-    for (size_t i = 0; i < x.size(); i++) x[i] = -0.12f * (float)i + 3.0f;
+    for (size_t i = 0; i < x.size(); i++)
+        x[i] = -0.12f * (float)i + 3.0f;
     std::vector<double> ref(x.size());
     double sum = 0;
-    for (size_t i = 0; i < x.size(); i++) sum += ref[i] = std::exp((double)x[i] - 3.0);
+    for (size_t i = 0; i < x.size(); i++)
+        sum += ref[i] = std::exp((double)x[i] - 3.0);
     tern_f32_softmax_ukernel__neon(x.size(), x.data());
     for (size_t i = 0; i < x.size(); i++) {
         const double want = ref[i] / sum;
@@ -281,7 +360,9 @@ TEST(KernelArmNeon, SoftmaxWideRange) {
 
 #else
 
-TEST(KernelArm, NotAarch64) { GTEST_SKIP() << "AArch64 kernels are not built on this host"; }
+TEST(KernelArm, NotAarch64) {
+    GTEST_SKIP() << "AArch64 kernels are not built on this host";
+}
 
 #endif
 

@@ -20,7 +20,7 @@
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
 #include "tern.h"
-#include "tests/test_util.h"
+#include "tests/test_reference.h"
 
 namespace {
 
@@ -287,247 +287,29 @@ INSTANTIATE_TEST_SUITE_P(Tiers, MambaKernelTier, ::testing::ValuesIn(AllTiers())
 
 // ---- Models against transformers --------------------------------------------------------
 
-struct Reference {
-    std::vector<int32_t> tokens;
-    std::vector<float> logits; // [tokens][vocab]
-    size_t vocab = 0;
-    int n_prompt = 0;
-};
-
-Reference LoadReference(const std::string &dir) {
-    Reference r;
-    tern_safetensors st;
-    tern_error err = {};
-    std::string path = dir + "/reference.safetensors";
-    if (tern_safetensors_open(path.c_str(), &st, &err) != TERN_OK) {
-        ADD_FAILURE() << err.message;
-        return r;
-    }
-    const tern_st_tensor *tok = tern_safetensors_find(&st, "tokens");
-    const tern_st_tensor *lg = tern_safetensors_find(&st, "logits");
-    const tern_st_tensor *np = tern_safetensors_find(&st, "n_prompt");
-    if (!tok || !lg || lg->ndim != 2 || tok->dtype != TERN_ST_I32) {
-        ADD_FAILURE() << path << ": missing tokens/logits";
-        tern_safetensors_close(&st);
-        return r;
-    }
-    r.tokens.resize(tok->n_elements);
-    std::memcpy(r.tokens.data(), tok->data, tok->size);
-    r.logits.resize(lg->n_elements);
-    EXPECT_EQ(tern_st_to_f32(lg, r.logits.data(), &err), TERN_OK) << err.message;
-    r.vocab = lg->shape[1];
-    if (np) std::memcpy(&r.n_prompt, np->data, sizeof(int32_t));
-    tern_safetensors_close(&st);
-    return r;
-}
-
-// max over rows of ||out - ref|| / ||ref||
-double MaxRowRelError(const float *out, const float *ref, size_t rows, size_t cols) {
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double num = 0, den = 0;
-        for (size_t c = 0; c < cols; c++) {
-            double diff = (double)out[r * cols + c] - ref[r * cols + c];
-            num += diff * diff;
-            den += (double)ref[r * cols + c] * ref[r * cols + c];
-        }
-        worst = std::max(worst, std::sqrt(num / (den > 0 ? den : 1)));
-    }
-    return worst;
-}
-
-struct MambaCase {
-    std::string fixture; // relative to shared/ or to the source tree
-    bool in_shared;
-    tern_weight_type weights;
-    double tolerance;
-};
-
-void PrintTo(const MambaCase &c, std::ostream *os) {
-    *os << c.fixture << (c.weights == TERN_WEIGHTS_F32 ? " f32" : " f16") << " tol " << c.tolerance;
-}
-
-std::string CaseName(const testing::TestParamInfo<MambaCase> &info) {
-    std::string n = info.param.fixture.substr(info.param.fixture.rfind('/') + 1);
-    for (char &c : n)
-        if (!isalnum((unsigned char)c)) c = '_';
-    return n + (info.param.weights == TERN_WEIGHTS_F32 ? "_f32" : "_f16");
-}
-
-class MambaMatchesReference : public testing::TestWithParam<MambaCase> {
-  protected:
-    void SetUp() override {
-        const MambaCase &c = GetParam();
-        dir_ = c.in_shared ? test_shared_path(c.fixture) : test_source_path(c.fixture);
-        tmp_ = test_temp_dir();
-        path_ = tmp_ + "/model.tern";
-        tern_convert_options opts;
-        tern_convert_options_default(&opts);
-        opts.weights = c.weights;
-        tern_error err = {};
-        ASSERT_EQ(tern_convert(dir_.c_str(), path_.c_str(), &opts, &err), TERN_OK) << err.message;
-        ref_ = LoadReference(dir_);
-        ASSERT_FALSE(ref_.tokens.empty());
-        ASSERT_EQ(tern_model_open(path_.c_str(), nullptr, &model_, &err), TERN_OK) << err.message;
-        tern_model_info info;
-        tern_model_get_info(model_, &info);
-        ASSERT_EQ(info.n_vocab, ref_.vocab);
-        ASSERT_EQ(info.arch, TERN_ARCH_MAMBA);
-    }
-    void TearDown() override {
-        tern_model_close(model_);
-        test_remove_tree(tmp_);
-    }
-    tern_session *NewSession(uint32_t threads, uint32_t max_batch = 0) {
-        tern_session_options so;
-        tern_session_options_default(&so);
-        so.n_threads = threads;
-        so.max_batch = max_batch;
-        tern_session *s = nullptr;
-        tern_error err = {};
-        EXPECT_EQ(tern_session_create(model_, &so, &s, &err), TERN_OK) << err.message;
-        return s;
-    }
-    std::vector<float> Prefill(uint32_t threads, uint32_t max_batch = 0) {
-        tern_session *s = NewSession(threads, max_batch);
-        std::vector<float> out(ref_.tokens.size() * ref_.vocab);
-        tern_error err = {};
-        EXPECT_EQ(tern_session_feed(s, ref_.tokens.data(), ref_.tokens.size(), out.data(),
-                                    TERN_LOGITS_ALL, &err),
-                  TERN_OK)
-            << err.message;
-        tern_session_destroy(s);
-        return out;
-    }
-    double Error(const std::vector<float> &out) const {
-        return MaxRowRelError(out.data(), ref_.logits.data(), ref_.tokens.size(), ref_.vocab);
-    }
-
-    std::string dir_, tmp_, path_;
-    Reference ref_;
-    tern_model *model_ = nullptr;
-};
-
-TEST_P(MambaMatchesReference, Prefill) {
-    double e = Error(Prefill(1));
-    EXPECT_LE(e, GetParam().tolerance) << "worst per-row relative error";
-    char text[32];
-    std::snprintf(text, sizeof text, "%.3g", e);
-    RecordProperty("max_rel_error", text);
-}
-
-TEST_P(MambaMatchesReference, PrefillInChunksOf5) {
-    // 24 tokens as 5+5+5+5+4: the conv window and the SSM state cross chunks.
-    double e = Error(Prefill(2, 5));
-    EXPECT_LE(e, GetParam().tolerance);
-}
-
-TEST_P(MambaMatchesReference, StepwiseAfterPrompt) {
-    tern_session *s = NewSession(1);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab;
-    const size_t np = ref_.n_prompt > 0 ? (size_t)ref_.n_prompt : 1;
-    std::vector<float> out(n * v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), np, out.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    for (size_t i = np; i < n; i++) {
-        ASSERT_EQ(tern_session_feed(s, &ref_.tokens[i], 1, &out[i * v], TERN_LOGITS_LAST, &err), TERN_OK)
-            << err.message;
-        EXPECT_EQ(tern_session_position(s), i + 1);
-    }
-    tern_session_destroy(s);
-    EXPECT_LE(Error(out), GetParam().tolerance);
-}
-
-TEST_P(MambaMatchesReference, SameLogitsForEveryThreadCount) {
-    std::vector<float> one = Prefill(1), two = Prefill(2), four = Prefill(4);
-    EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));
-    EXPECT_EQ(0, std::memcmp(one.data(), four.data(), one.size() * sizeof(float)));
-    std::vector<float> four_chunked = Prefill(4, 5);
-    EXPECT_LE(Error(four_chunked), GetParam().tolerance);
-}
-
-TEST_P(MambaMatchesReference, TruncateToZeroAndReplay) {
-    tern_session *s = NewSession(2);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab;
-    std::vector<float> first(n * v), again(n * v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), n, first.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    ASSERT_EQ(tern_session_truncate(s, (uint32_t)n, &err), TERN_OK) << "keeping everything is allowed";
-    ASSERT_EQ(tern_session_truncate(s, 0, &err), TERN_OK) << err.message;
-    EXPECT_EQ(tern_session_position(s), 0u);
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), n, again.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    EXPECT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float)));
-    tern_session_destroy(s);
-}
-
-TEST_P(MambaMatchesReference, TruncateToTheMiddleIsRefused) {
-    tern_session *s = NewSession(1);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab, half = n / 2;
-    std::vector<float> out(v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), half, nullptr, TERN_LOGITS_NONE, &err), TERN_OK);
-    EXPECT_EQ(tern_session_truncate(s, 3, &err), TERN_ERR_UNSUPPORTED);
-    EXPECT_NE(std::strstr(err.message, "recurrent state"), nullptr) << err.message;
-    EXPECT_EQ(tern_session_position(s), half);
-    // The refused call left the state alone: the rest continues as if it never happened.
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data() + half, n - half, out.data(), TERN_LOGITS_LAST, &err), TERN_OK);
-    EXPECT_LE(MaxRowRelError(out.data(), &ref_.logits[(n - 1) * v], 1, v), GetParam().tolerance);
-    tern_session_destroy(s);
-}
-
-TEST_P(MambaMatchesReference, BadTokensLeaveSessionUnchanged) {
-    tern_session *s = NewSession(1);
-    const size_t v = ref_.vocab;
-    std::vector<float> out(v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), 3, nullptr, TERN_LOGITS_NONE, &err), TERN_OK);
-    int32_t bad[2] = {ref_.tokens[3], (int32_t)v};
-    EXPECT_EQ(tern_session_feed(s, bad, 2, out.data(), TERN_LOGITS_LAST, &err), TERN_ERR_OUT_OF_RANGE);
-    EXPECT_EQ(tern_session_position(s), 3u);
-    ASSERT_EQ(tern_session_feed(s, &ref_.tokens[3], 1, out.data(), TERN_LOGITS_LAST, &err), TERN_OK);
-    EXPECT_LE(MaxRowRelError(out.data(), &ref_.logits[3 * v], 1, v), GetParam().tolerance);
-    tern_session_destroy(s);
-}
-
+// The decoder and recurrent-state tests of tests/test_reference.h.
 // f32: the 1e-4 bar (measured: about 1e-6). f16 weights: the rounding of
 // every matrix to 11 bits moves the logits by up to ~1e-3 relative (measured
 // 4.8e-4 and 5.0e-4 on the two fixtures); 2e-3 is the stated bound.
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, MambaMatchesReference,
-    ::testing::Values(MambaCase{"fixtures/hf/mamba", true, TERN_WEIGHTS_F32, 1e-4},
-                      MambaCase{"fixtures/hf/mamba", true, TERN_WEIGHTS_F16, 2e-3},
-                      MambaCase{"tests/fixtures/hf/mamba-small", false, TERN_WEIGHTS_F32, 1e-4},
-                      MambaCase{"tests/fixtures/hf/mamba-small", false, TERN_WEIGHTS_F16, 2e-3}),
-    CaseName);
+const DecoderCase kMambaCases[] = {
+    {"fixtures/hf/mamba", true, TERN_WEIGHTS_F32, 1e-4, TERN_ARCH_MAMBA},
+    {"fixtures/hf/mamba", true, TERN_WEIGHTS_F16, 2e-3, TERN_ARCH_MAMBA},
+    {"tests/fixtures/hf/mamba-small", false, TERN_WEIGHTS_F32, 1e-4, TERN_ARCH_MAMBA},
+    {"tests/fixtures/hf/mamba-small", false, TERN_WEIGHTS_F16, 2e-3, TERN_ARCH_MAMBA},
+};
+INSTANTIATE_TEST_SUITE_P(Mamba, DecoderMatchesReference, ::testing::ValuesIn(kMambaCases), test_decoder_case_name);
+INSTANTIATE_TEST_SUITE_P(Mamba, RecurrentMatchesReference, ::testing::ValuesIn(kMambaCases), test_decoder_case_name);
 
 // ---- Conversion and load errors ------------------------------------------------------------
 
 // A copy of mamba-small whose config.json has `key` replaced by `value` (JSON text).
 std::string CopyWithConfig(const std::string &tmp, const std::string &key, const std::string &value) {
-    const std::string src = test_source_path("tests/fixtures/hf/mamba-small");
-    const std::string dst = tmp + "/mamba-edit";
-    mkdir(dst.c_str(), 0755);
-    for (const char *f : {"model.safetensors", "generation_config.json"}) {
-        std::vector<unsigned char> data = test_read_file(src + "/" + f);
-        test_write_file(dst + "/" + f, data.data(), data.size());
-    }
-    std::vector<unsigned char> cfg = test_read_file(src + "/config.json");
-    std::string text(cfg.begin(), cfg.end());
-    const std::string needle = "\"" + key + "\": ";
-    size_t at = text.find(needle);
-    EXPECT_NE(at, std::string::npos) << key;
-    if (at != std::string::npos) {
-        size_t end = text.find_first_of(",\n}", at + needle.size());
-        text.replace(at + needle.size(), end - at - needle.size(), value);
-    }
-    test_write_file(dst + "/config.json", text.data(), text.size());
-    return dst;
+    return test_copy_with_config(test_source_path("tests/fixtures/hf/mamba-small"), tmp + "/mamba-edit",
+                                 {"model.safetensors", "generation_config.json"}, key, value);
 }
 
 tern_status ConvertDir(const std::string &dir, const std::string &out, tern_error *err) {
-    tern_convert_options opts;
-    tern_convert_options_default(&opts);
-    return tern_convert(dir.c_str(), out.c_str(), &opts, err);
+    return test_convert(dir, out, TERN_WEIGHTS_F32, err);
 }
 
 TEST(MambaConvert, UntiedWithoutLmHeadNamesTheTensor) {

@@ -355,9 +355,7 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(FixtureCase{"llama", "--weights q8", 5e-2}, FixtureCase{"llama", "--weights q4", 0.6},
                     FixtureCase{"qwen2", "--weights q8", 5e-2}, FixtureCase{"qwen2", "--weights q4", 0.6},
                     FixtureCase{"mamba", "--weights q8", 5e-2}, FixtureCase{"mamba", "--weights q4", 0.6},
-                    // rwkv.c looks embeddings up in F32/F16/BF16 only so far
-                    FixtureCase{"rwkv4", "--weights q8 --embed f16", 5e-2},
-                    FixtureCase{"rwkv4", "--weights q4 --embed f16", 0.6},
+                    FixtureCase{"rwkv4", "--weights q8", 5e-2}, FixtureCase{"rwkv4", "--weights q4", 0.6},
                     FixtureCase{"llama", "--weights q4 --asym", 0.6},
                     FixtureCase{"llama", "--weights q4 --clip-search", 0.6},
                     FixtureCase{"llama", "--weights q4 --group 64 --embed f16 --output q8", 0.6},
@@ -371,6 +369,43 @@ INSTANTIATE_TEST_SUITE_P(
             else if (!out.empty() && out.back() != '_') out += '_';
         return out;
     });
+
+// ViT: the same bounds on the classifier logits of the reference images.
+TEST(QuantVit, LogitsWithinBound) {
+    const std::string dir = test_shared_path("fixtures/hf/vit");
+    tern_safetensors st;
+    tern_error err = {};
+    ASSERT_EQ(tern_safetensors_open((dir + "/reference.safetensors").c_str(), &st, &err), TERN_OK) << err.message;
+    const tern_st_tensor *px = tern_safetensors_find(&st, "pixel_values");
+    const tern_st_tensor *lg = tern_safetensors_find(&st, "logits");
+    ASSERT_TRUE(px && lg);
+    std::vector<float> pixels(px->n_elements), want(lg->n_elements);
+    tern_st_to_f32(px, pixels.data(), &err);
+    tern_st_to_f32(lg, want.data(), &err);
+    const size_t n = px->shape[0], classes = lg->shape[1];
+    tern_safetensors_close(&st);
+    const std::string tmp = test_temp_dir();
+    for (const char *w : {"q8", "q4"}) {
+        const std::string out = tmp + "/" + w + ".tern";
+        int rc;
+        std::string msg = run_cli("convert " + dir + " -o " + out + " --weights " + w, &rc);
+        ASSERT_EQ(rc, 0) << msg;
+        tern_model *m;
+        ASSERT_EQ(tern_model_open(out.c_str(), nullptr, &m, &err), TERN_OK) << err.message;
+        tern_session *s;
+        ASSERT_EQ(tern_session_create(m, nullptr, &s, &err), TERN_OK) << err.message;
+        std::vector<float> got(n * classes);
+        ASSERT_EQ(tern_session_classify(s, pixels.data(), n, got.data(), &err), TERN_OK) << err.message;
+        double worst = 0;
+        for (size_t i = 0; i < n; i++) worst = std::max(worst, row_error(&got[i * classes], &want[i * classes], classes));
+        EXPECT_LE(worst, w[1] == '8' ? 5e-2 : 0.6) << w;
+        EXPECT_GT(worst, 1e-5) << w;
+        std::printf("  vit    --weights %s                       worst row error %.4f\n", w, worst);
+        tern_session_destroy(s);
+        tern_model_close(m);
+    }
+    test_remove_tree(tmp);
+}
 
 TEST(QuantCli, InfoShowsQ4G32AtFourAndAHalfBits) {
     const std::string dir = test_shared_path("fixtures/hf/llama");

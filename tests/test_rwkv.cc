@@ -22,7 +22,7 @@
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
 #include "tern.h"
-#include "tests/test_util.h"
+#include "tests/test_reference.h"
 
 namespace {
 
@@ -273,227 +273,17 @@ INSTANTIATE_TEST_SUITE_P(Tiers, RwkvKernelTier, ::testing::ValuesIn(AllTiers()),
 
 // ---- Models against transformers --------------------------------------------------------
 
-struct Reference {
-    std::vector<int32_t> tokens;
-    std::vector<float> logits; // [tokens][vocab]
-    size_t vocab = 0;
-    int n_prompt = 0;
-};
-
-Reference LoadReference(const std::string &dir) {
-    Reference r;
-    tern_safetensors st;
-    tern_error err = {};
-    std::string path = dir + "/reference.safetensors";
-    if (tern_safetensors_open(path.c_str(), &st, &err) != TERN_OK) {
-        ADD_FAILURE() << err.message;
-        return r;
-    }
-    const tern_st_tensor *tok = tern_safetensors_find(&st, "tokens");
-    const tern_st_tensor *lg = tern_safetensors_find(&st, "logits");
-    const tern_st_tensor *np = tern_safetensors_find(&st, "n_prompt");
-    if (!tok || !lg || lg->ndim != 2 || tok->dtype != TERN_ST_I32) {
-        ADD_FAILURE() << path << ": missing tokens/logits";
-        tern_safetensors_close(&st);
-        return r;
-    }
-    r.tokens.resize(tok->n_elements);
-    std::memcpy(r.tokens.data(), tok->data, tok->size);
-    r.logits.resize(lg->n_elements);
-    EXPECT_EQ(tern_st_to_f32(lg, r.logits.data(), &err), TERN_OK) << err.message;
-    r.vocab = lg->shape[1];
-    if (np) std::memcpy(&r.n_prompt, np->data, sizeof(int32_t));
-    tern_safetensors_close(&st);
-    return r;
-}
-
-// max over rows of ||out - ref|| / ||ref||
-template <typename R>
-double MaxRowRelError(const float *out, const R *ref, size_t rows, size_t cols) {
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) {
-        double num = 0, den = 0;
-        for (size_t c = 0; c < cols; c++) {
-            double diff = (double)out[r * cols + c] - (double)ref[r * cols + c];
-            num += diff * diff;
-            den += (double)ref[r * cols + c] * ref[r * cols + c];
-        }
-        worst = std::max(worst, std::sqrt(num / (den > 0 ? den : 1)));
-    }
-    return worst;
-}
-
-struct RwkvCase {
-    std::string fixture; // relative to shared/ or to the source tree
-    bool in_shared;
-    tern_weight_type weights;
-    double tolerance;
-};
-
-std::string CaseName(const testing::TestParamInfo<RwkvCase> &info) {
-    std::string n = info.param.fixture.substr(info.param.fixture.rfind('/') + 1);
-    for (char &c : n)
-        if (!isalnum((unsigned char)c)) c = '_';
-    return n + (info.param.weights == TERN_WEIGHTS_F32 ? "_f32" : "_f16");
-}
-
-tern_status ConvertDir(const std::string &dir, const std::string &out, tern_weight_type weights,
-                       tern_error *err) {
-    tern_convert_options opts;
-    tern_convert_options_default(&opts);
-    opts.weights = weights;
-    return tern_convert(dir.c_str(), out.c_str(), &opts, err);
-}
-
-std::vector<float> FeedAll(tern_model *model, const std::vector<int32_t> &tokens, size_t vocab,
-                           uint32_t threads, uint32_t max_batch) {
-    tern_session_options so;
-    tern_session_options_default(&so);
-    so.n_threads = threads;
-    so.max_batch = max_batch;
-    tern_session *s = nullptr;
-    tern_error err = {};
-    EXPECT_EQ(tern_session_create(model, &so, &s, &err), TERN_OK) << err.message;
-    std::vector<float> out(tokens.size() * vocab);
-    if (!s) return out;
-    EXPECT_EQ(tern_session_feed(s, tokens.data(), tokens.size(), out.data(), TERN_LOGITS_ALL, &err),
-              TERN_OK)
-        << err.message;
-    tern_session_destroy(s);
-    return out;
-}
-
-class RwkvMatchesReference : public testing::TestWithParam<RwkvCase> {
-  protected:
-    void SetUp() override {
-        const RwkvCase &c = GetParam();
-        dir_ = c.in_shared ? test_shared_path(c.fixture) : test_source_path(c.fixture);
-        tmp_ = test_temp_dir();
-        path_ = tmp_ + "/model.tern";
-        tern_error err = {};
-        ASSERT_EQ(ConvertDir(dir_, path_, c.weights, &err), TERN_OK) << err.message;
-        ref_ = LoadReference(dir_);
-        ASSERT_FALSE(ref_.tokens.empty());
-        ASSERT_EQ(tern_model_open(path_.c_str(), nullptr, &model_, &err), TERN_OK) << err.message;
-        tern_model_info info;
-        tern_model_get_info(model_, &info);
-        ASSERT_EQ(info.n_vocab, ref_.vocab);
-        ASSERT_EQ(info.arch, TERN_ARCH_RWKV4);
-    }
-    void TearDown() override {
-        tern_model_close(model_);
-        test_remove_tree(tmp_);
-    }
-    tern_session *NewSession(uint32_t threads, uint32_t max_batch = 0) {
-        tern_session_options so;
-        tern_session_options_default(&so);
-        so.n_threads = threads;
-        so.max_batch = max_batch;
-        tern_session *s = nullptr;
-        tern_error err = {};
-        EXPECT_EQ(tern_session_create(model_, &so, &s, &err), TERN_OK) << err.message;
-        return s;
-    }
-    std::vector<float> Prefill(uint32_t threads, uint32_t max_batch = 0) {
-        return FeedAll(model_, ref_.tokens, ref_.vocab, threads, max_batch);
-    }
-    double Error(const std::vector<float> &out) const {
-        return MaxRowRelError(out.data(), ref_.logits.data(), ref_.tokens.size(), ref_.vocab);
-    }
-
-    std::string dir_, tmp_, path_;
-    Reference ref_;
-    tern_model *model_ = nullptr;
-};
-
-TEST_P(RwkvMatchesReference, Prefill) {
-    double e = Error(Prefill(1));
-    EXPECT_LE(e, GetParam().tolerance) << "worst per-row relative error";
-    RecordProperty("max_rel_error", std::to_string(e));
-}
-
-TEST_P(RwkvMatchesReference, PrefillInChunksOf5) {
-    // 24 tokens as 5+5+5+5+4: the shift states and the WKV state cross chunks.
-    double e = Error(Prefill(2, 5));
-    EXPECT_LE(e, GetParam().tolerance);
-}
-
-TEST_P(RwkvMatchesReference, StepwiseAfterPrompt) {
-    tern_session *s = NewSession(1);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab;
-    const size_t np = ref_.n_prompt > 0 ? (size_t)ref_.n_prompt : 1;
-    std::vector<float> out(n * v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), np, out.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    for (size_t i = np; i < n; i++) {
-        ASSERT_EQ(tern_session_feed(s, &ref_.tokens[i], 1, &out[i * v], TERN_LOGITS_LAST, &err), TERN_OK)
-            << err.message;
-        EXPECT_EQ(tern_session_position(s), i + 1);
-    }
-    tern_session_destroy(s);
-    EXPECT_LE(Error(out), GetParam().tolerance);
-}
-
-TEST_P(RwkvMatchesReference, SameLogitsForEveryThreadCount) {
-    std::vector<float> one = Prefill(1), two = Prefill(2), four = Prefill(4);
-    EXPECT_EQ(0, std::memcmp(one.data(), two.data(), one.size() * sizeof(float)));
-    EXPECT_EQ(0, std::memcmp(one.data(), four.data(), one.size() * sizeof(float)));
-    std::vector<float> one_chunked = Prefill(1, 5), four_chunked = Prefill(4, 5);
-    EXPECT_EQ(0, std::memcmp(one_chunked.data(), four_chunked.data(), one.size() * sizeof(float)));
-}
-
-TEST_P(RwkvMatchesReference, TruncateToZeroAndReplay) {
-    tern_session *s = NewSession(2);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab;
-    std::vector<float> first(n * v), again(n * v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), n, first.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    ASSERT_EQ(tern_session_truncate(s, (uint32_t)n, &err), TERN_OK) << "keeping everything is allowed";
-    ASSERT_EQ(tern_session_truncate(s, 0, &err), TERN_OK) << err.message;
-    EXPECT_EQ(tern_session_position(s), 0u);
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), n, again.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-    EXPECT_EQ(0, std::memcmp(first.data(), again.data(), first.size() * sizeof(float)));
-    tern_session_destroy(s);
-}
-
-TEST_P(RwkvMatchesReference, TruncateToTheMiddleIsRefused) {
-    tern_session *s = NewSession(1);
-    const size_t n = ref_.tokens.size(), v = ref_.vocab, half = n / 2;
-    std::vector<float> out(v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), half, nullptr, TERN_LOGITS_NONE, &err), TERN_OK);
-    EXPECT_EQ(tern_session_truncate(s, 3, &err), TERN_ERR_UNSUPPORTED);
-    EXPECT_NE(std::strstr(err.message, "recurrent state"), nullptr) << err.message;
-    EXPECT_EQ(tern_session_position(s), half);
-    // The refused call left the state alone: the rest continues as if it never happened.
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data() + half, n - half, out.data(), TERN_LOGITS_LAST, &err), TERN_OK);
-    EXPECT_LE(MaxRowRelError(out.data(), &ref_.logits[(n - 1) * v], 1, v), GetParam().tolerance);
-    tern_session_destroy(s);
-}
-
-TEST_P(RwkvMatchesReference, BadTokensLeaveSessionUnchanged) {
-    tern_session *s = NewSession(1);
-    const size_t v = ref_.vocab;
-    std::vector<float> out(v);
-    tern_error err = {};
-    ASSERT_EQ(tern_session_feed(s, ref_.tokens.data(), 3, nullptr, TERN_LOGITS_NONE, &err), TERN_OK);
-    int32_t bad[2] = {ref_.tokens[3], (int32_t)v};
-    EXPECT_EQ(tern_session_feed(s, bad, 2, out.data(), TERN_LOGITS_LAST, &err), TERN_ERR_OUT_OF_RANGE);
-    EXPECT_EQ(tern_session_position(s), 3u);
-    ASSERT_EQ(tern_session_feed(s, &ref_.tokens[3], 1, out.data(), TERN_LOGITS_LAST, &err), TERN_OK);
-    EXPECT_LE(MaxRowRelError(out.data(), &ref_.logits[3 * v], 1, v), GetParam().tolerance);
-    tern_session_destroy(s);
-}
-
+// The decoder and recurrent-state tests of tests/test_reference.h.
 // f32: the 1e-4 bar. f16 weights: every matrix rounded to 11 bits; the
 // stated bound is 2e-3 (measured values in the report / RecordProperty).
-INSTANTIATE_TEST_SUITE_P(
-    Fixtures, RwkvMatchesReference,
-    ::testing::Values(RwkvCase{"fixtures/hf/rwkv4", true, TERN_WEIGHTS_F32, 1e-4},
-                      RwkvCase{"fixtures/hf/rwkv4", true, TERN_WEIGHTS_F16, 2e-3},
-                      RwkvCase{"tests/fixtures/hf/rwkv4-small", false, TERN_WEIGHTS_F32, 1e-4},
-                      RwkvCase{"tests/fixtures/hf/rwkv4-small", false, TERN_WEIGHTS_F16, 2e-3}),
-    CaseName);
+const DecoderCase kRwkvCases[] = {
+    {"fixtures/hf/rwkv4", true, TERN_WEIGHTS_F32, 1e-4, TERN_ARCH_RWKV4},
+    {"fixtures/hf/rwkv4", true, TERN_WEIGHTS_F16, 2e-3, TERN_ARCH_RWKV4},
+    {"tests/fixtures/hf/rwkv4-small", false, TERN_WEIGHTS_F32, 1e-4, TERN_ARCH_RWKV4},
+    {"tests/fixtures/hf/rwkv4-small", false, TERN_WEIGHTS_F16, 2e-3, TERN_ARCH_RWKV4},
+};
+INSTANTIATE_TEST_SUITE_P(Rwkv, DecoderMatchesReference, ::testing::ValuesIn(kRwkvCases), test_decoder_case_name);
+INSTANTIATE_TEST_SUITE_P(Rwkv, RecurrentMatchesReference, ::testing::ValuesIn(kRwkvCases), test_decoder_case_name);
 
 // ---- An independent double forward pass (rescale_every, epsilons) --------------------------
 
@@ -597,38 +387,24 @@ std::vector<double> ForwardDouble(std::map<std::string, std::vector<double>> &W,
     return logits;
 }
 
-// A copy of rwkv4-small whose config.json has `key` replaced by `value` (JSON text).
+// A copy of rwkv4-small (with its reference) whose config.json has `key`
+// replaced by `value` (JSON text), in tmp/name.
 std::string CopyWithConfig(const std::string &tmp, const std::string &key, const std::string &value,
                            const std::string &name = "rwkv-edit") {
-    const std::string src = test_source_path("tests/fixtures/hf/rwkv4-small");
-    const std::string dst = tmp + "/" + name;
-    mkdir(dst.c_str(), 0755);
-    for (const char *f : {"model.safetensors", "generation_config.json", "reference.safetensors"}) {
-        std::vector<unsigned char> data = test_read_file(src + "/" + f);
-        test_write_file(dst + "/" + f, data.data(), data.size());
-    }
-    std::vector<unsigned char> cfg = test_read_file(src + "/config.json");
-    std::string text(cfg.begin(), cfg.end());
-    const std::string needle = "\"" + key + "\": ";
-    size_t at = text.find(needle);
-    EXPECT_NE(at, std::string::npos) << key;
-    if (at != std::string::npos) {
-        size_t end = text.find_first_of(",\n}", at + needle.size());
-        text.replace(at + needle.size(), end - at - needle.size(), value);
-    }
-    test_write_file(dst + "/config.json", text.data(), text.size());
-    return dst;
+    return test_copy_with_config(test_source_path("tests/fixtures/hf/rwkv4-small"), tmp + "/" + name,
+                                 {"model.safetensors", "generation_config.json", "reference.safetensors"}, key,
+                                 value);
 }
 
 TEST(RwkvDoubleForward, MatchesTransformers) {
     // The plain double pass of this file agrees with transformers' own logits,
     // so it can judge configurations the fixtures do not cover.
     const std::string dir = test_source_path("tests/fixtures/hf/rwkv4-small");
-    Reference ref = LoadReference(dir);
+    TestReference ref = test_load_reference(dir + "/reference.safetensors");
     auto W = ReadCheckpoint(dir + "/model.safetensors");
     std::vector<double> lg = ForwardDouble(W, 48, 160, 3, 96, 0, 1e-5, ref.tokens);
     std::vector<float> f(lg.begin(), lg.end());
-    EXPECT_LE(MaxRowRelError(f.data(), ref.logits.data(), ref.tokens.size(), ref.vocab), 1e-5);
+    EXPECT_LE(test_max_row_rel_error(f.data(), ref.logits.data(), ref.tokens.size(), ref.vocab), 1e-5);
 }
 
 TEST(RwkvRescale, HalvingsAndLargeEpsilonMatchTheDoubleForward) {
@@ -647,20 +423,20 @@ TEST(RwkvRescale, HalvingsAndLargeEpsilonMatchTheDoubleForward) {
         text.replace(at, end - at, "\"layer_norm_epsilon\": 0.05");
         test_write_file(dir + "/config.json", text.data(), text.size());
     }
-    Reference ref = LoadReference(dir);
+    TestReference ref = test_load_reference(dir + "/reference.safetensors");
     auto W = ReadCheckpoint(dir + "/model.safetensors");
     std::vector<double> want = ForwardDouble(W, 48, 160, 3, 96, 1, 0.05, ref.tokens);
     std::vector<double> plain = ForwardDouble(W, 48, 160, 3, 96, 0, 0.05, ref.tokens);
     std::vector<float> plain_f(plain.begin(), plain.end());
     // The rescaling is visible at this epsilon (else the test would prove nothing).
-    EXPECT_GT(MaxRowRelError(plain_f.data(), want.data(), ref.tokens.size(), 96), 1e-3);
+    EXPECT_GT(test_max_row_rel_error(plain_f.data(), want.data(), ref.tokens.size(), 96), 1e-3);
 
     tern_error err = {};
-    ASSERT_EQ(ConvertDir(dir, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_OK) << err.message;
+    ASSERT_EQ(test_convert(dir, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_OK) << err.message;
     tern_model *model = nullptr;
     ASSERT_EQ(tern_model_open((tmp + "/m.tern").c_str(), nullptr, &model, &err), TERN_OK) << err.message;
-    std::vector<float> got = FeedAll(model, ref.tokens, 96, 2, 7);
-    EXPECT_LE(MaxRowRelError(got.data(), want.data(), ref.tokens.size(), 96), 1e-4);
+    std::vector<float> got = test_run_logits(model, ref.tokens, 96, 2, 7);
+    EXPECT_LE(test_max_row_rel_error(got.data(), want.data(), ref.tokens.size(), 96), 1e-4);
     tern_model_close(model);
     test_remove_tree(tmp);
 }
@@ -672,7 +448,7 @@ TEST(RwkvConvert, UntiedWithoutHeadNamesTheTensor) {
     std::string tmp = test_temp_dir();
     std::string dir = CopyWithConfig(tmp, "tie_word_embeddings", "true");
     tern_error err = {};
-    ASSERT_EQ(ConvertDir(dir, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_OK) << err.message;
+    ASSERT_EQ(test_convert(dir, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_OK) << err.message;
     tern_file f;
     ASSERT_EQ(tern_file_open((tmp + "/m.tern").c_str(), 1, &f, &err), TERN_OK) << err.message;
     EXPECT_EQ(tern_file_find_tensor(&f, TERN_T_OUTPUT), nullptr);
@@ -684,17 +460,17 @@ TEST(RwkvConvert, BadConfigValuesAreRefused) {
     std::string tmp = test_temp_dir();
     tern_error err = {};
     std::string dir = CopyWithConfig(tmp, "rescale_every", "-1", "a");
-    EXPECT_EQ(ConvertDir(dir, tmp + "/a.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
+    EXPECT_EQ(test_convert(dir, tmp + "/a.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::strstr(err.message, "rescale_every"), nullptr) << err.message;
     dir = CopyWithConfig(tmp, "intermediate_size", "192", "b");
-    EXPECT_EQ(ConvertDir(dir, tmp + "/b.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
+    EXPECT_EQ(test_convert(dir, tmp + "/b.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::strstr(err.message, "feed_forward.key.weight"), nullptr) << err.message;
     // null means 4 * hidden = 192 in transformers: also a shape error here.
     dir = CopyWithConfig(tmp, "intermediate_size", "null", "c");
-    EXPECT_EQ(ConvertDir(dir, tmp + "/c.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
+    EXPECT_EQ(test_convert(dir, tmp + "/c.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::strstr(err.message, "[192, 48]"), nullptr) << err.message;
     dir = CopyWithConfig(tmp, "attention_hidden_size", "32", "d");
-    EXPECT_EQ(ConvertDir(dir, tmp + "/d.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
+    EXPECT_EQ(test_convert(dir, tmp + "/d.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::strstr(err.message, "attention"), nullptr) << err.message;
     test_remove_tree(tmp);
 }
@@ -703,7 +479,7 @@ TEST(RwkvConvert, WritesNegExpOfTimeDecayAndFlatMixes) {
     std::string tmp = test_temp_dir();
     const std::string src = test_source_path("tests/fixtures/hf/rwkv4-small");
     tern_error err = {};
-    ASSERT_EQ(ConvertDir(src, tmp + "/m.tern", TERN_WEIGHTS_F16, &err), TERN_OK) << err.message;
+    ASSERT_EQ(test_convert(src, tmp + "/m.tern", TERN_WEIGHTS_F16, &err), TERN_OK) << err.message;
     tern_file f;
     ASSERT_EQ(tern_file_open((tmp + "/m.tern").c_str(), 1, &f, &err), TERN_OK) << err.message;
     tern_safetensors st;
@@ -846,7 +622,7 @@ TEST(RwkvCppImport, TinyV4MatchesExpectedLogits) {
     std::memcpy(want.data(), raw.data(), raw.size());
     std::string tmp = test_temp_dir();
     tern_error err = {};
-    ASSERT_EQ(ConvertDir(dir + "/tiny-rwkv-4v0-660K-FP32.bin", tmp + "/m.tern", TERN_WEIGHTS_F32, &err),
+    ASSERT_EQ(test_convert(dir + "/tiny-rwkv-4v0-660K-FP32.bin", tmp + "/m.tern", TERN_WEIGHTS_F32, &err),
               TERN_OK)
         << err.message;
     tern_model *model = nullptr;
@@ -856,13 +632,13 @@ TEST(RwkvCppImport, TinyV4MatchesExpectedLogits) {
     EXPECT_EQ(info.arch, TERN_ARCH_RWKV4);
     EXPECT_EQ(info.n_vocab, 256u);
     const std::vector<int32_t> prompt = {'"', 'i', 'n'};
-    std::vector<float> all = FeedAll(model, prompt, 256, 2, 0);
-    const double e = MaxRowRelError(all.data() + 2 * 256, want.data(), 1, 256);
+    std::vector<float> all = test_run_logits(model, prompt, 256, 2, 0);
+    const double e = test_max_row_rel_error(all.data() + 2 * 256, want.data(), 1, 256);
     EXPECT_LE(e, 1e-4);
     RecordProperty("max_rel_error", std::to_string(e));
     // One token at a time gives the same.
-    std::vector<float> step = FeedAll(model, prompt, 256, 1, 1);
-    EXPECT_LE(MaxRowRelError(step.data() + 2 * 256, want.data(), 1, 256), 1e-4);
+    std::vector<float> step = test_run_logits(model, prompt, 256, 1, 1);
+    EXPECT_LE(test_max_row_rel_error(step.data() + 2 * 256, want.data(), 1, 256), 1e-4);
     tern_model_close(model);
     test_remove_tree(tmp);
 }
@@ -871,13 +647,13 @@ TEST(RwkvCppImport, LaterVersionsAreRefusedByName) {
     std::string tmp = test_temp_dir();
     tern_error err = {};
     const std::string v5 = test_shared_path("models/rwkv-cpp/tiny-rwkv-5v2-730K-FP32.bin");
-    EXPECT_EQ(ConvertDir(v5, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_UNSUPPORTED);
+    EXPECT_EQ(test_convert(v5, tmp + "/m.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_UNSUPPORTED);
     EXPECT_NE(std::strstr(err.message, "RWKV-5/6/7"), nullptr) << err.message;
     // A truncated v4 file: a clean format error, not a crash.
     std::vector<unsigned char> data = test_read_file(test_shared_path("models/rwkv-cpp/tiny-rwkv-4v0-660K-FP32.bin"));
     ASSERT_GT(data.size(), 200000u);
     test_write_file(tmp + "/cut.bin", data.data(), 200000);
-    EXPECT_EQ(ConvertDir(tmp + "/cut.bin", tmp + "/c.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
+    EXPECT_EQ(test_convert(tmp + "/cut.bin", tmp + "/c.tern", TERN_WEIGHTS_F32, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::strstr(err.message, "past the end"), nullptr) << err.message;
     test_remove_tree(tmp);
 }

@@ -13,7 +13,7 @@
 #include "formats/safetensors.h"
 #include "formats/tern_file.h"
 #include "tern.h"
-#include "tests/test_util.h"
+#include "tests/test_reference.h"
 
 namespace {
 
@@ -29,60 +29,17 @@ std::string run_cli(const std::string &args, int *exit_code, bool stderr_too = f
     return out;
 }
 
-double row_error(const float *a, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return std::sqrt(num / den);
-}
-
-struct Ref {
-    std::vector<int32_t> tokens;
-    std::vector<float> logits;
-    size_t vocab = 0;
-};
-
-Ref load_ref(const std::string &path) {
-    Ref r;
-    tern_safetensors st;
-    tern_error err = {};
-    if (tern_safetensors_open(path.c_str(), &st, &err) != TERN_OK) {
-        ADD_FAILURE() << err.message;
-        return r;
-    }
-    const tern_st_tensor *t = tern_safetensors_find(&st, "tokens");
-    const tern_st_tensor *l = tern_safetensors_find(&st, "logits");
-    r.tokens.resize(t->n_elements);
-    std::memcpy(r.tokens.data(), t->data, t->size);
-    r.logits.resize(l->n_elements);
-    tern_st_to_f32(l, r.logits.data(), &err);
-    r.vocab = l->shape[1];
-    tern_safetensors_close(&st);
-    return r;
-}
-
-// Prefill and stepwise logits of `model_path` against a reference.
-void expect_matches(const std::string &model_path, const Ref &ref, double tol) {
+// Prefill and stepwise (one feed per token from the start) logits of
+// `model_path` against a reference, on sessions with the default options.
+void expect_matches(const std::string &model_path, const TestReference &ref, double tol) {
+    ASSERT_FALSE(ref.tokens.empty());
     tern_model *m;
     tern_error err = {};
     ASSERT_EQ(tern_model_open(model_path.c_str(), nullptr, &m, &err), TERN_OK) << err.message;
-    for (int stepwise = 0; stepwise < 2; stepwise++) {
-        tern_session *s;
-        ASSERT_EQ(tern_session_create(m, nullptr, &s, &err), TERN_OK) << err.message;
-        const size_t n = ref.tokens.size(), v = ref.vocab;
-        std::vector<float> out(n * v);
-        if (stepwise) {
-            for (size_t i = 0; i < n; i++)
-                ASSERT_EQ(tern_session_feed(s, &ref.tokens[i], 1, &out[i * v], TERN_LOGITS_LAST, &err), TERN_OK);
-        } else {
-            ASSERT_EQ(tern_session_feed(s, ref.tokens.data(), n, out.data(), TERN_LOGITS_ALL, &err), TERN_OK);
-        }
-        double worst = 0;
-        for (size_t i = 0; i < n; i++) worst = std::max(worst, row_error(&out[i * v], &ref.logits[i * v], v));
-        EXPECT_LE(worst, tol) << (stepwise ? "stepwise" : "prefill");
-        tern_session_destroy(s);
+    for (bool stepwise : {false, true}) {
+        std::vector<float> out = test_run_logits(m, ref.tokens, ref.vocab, 0, 0, stepwise);
+        EXPECT_LE(test_max_row_rel_error(out.data(), ref.logits.data(), ref.tokens.size(), ref.vocab), tol)
+            << (stepwise ? "stepwise" : "prefill");
     }
     tern_model_close(m);
 }
@@ -126,7 +83,7 @@ TEST_F(Stories, GreedyIdsMatch) {
 }
 
 TEST_F(Stories, LogitsMatchTransformers) {
-    expect_matches(model_, load_ref(test_shared_path("models/stories260K/reference.safetensors")), 1e-4);
+    expect_matches(model_, test_load_reference(test_shared_path("models/stories260K/reference.safetensors")), 1e-4);
 }
 
 TEST_F(Stories, TokenizeRoundTrip) {
@@ -429,7 +386,7 @@ TEST_P(Gguf, LlamaFixtureThroughGguf) {
     // quantised types within their precision.
     // (issue 5 bounds on these random fixtures: q8 <= 5e-2, q4 <= 0.6)
     double tol = qtype == 0 ? 1e-4 : qtype == 8 ? 5e-2 : 0.6;
-    expect_matches(out, load_ref(dir + "/reference.safetensors"), tol);
+    expect_matches(out, test_load_reference(dir + "/reference.safetensors"), tol);
 
     // Truncated or damaged GGUFs are refused with a message, never a crash.
     for (size_t cut : {size_t(3), size_t(24), file.size() / 3, file.size() - 1}) {

@@ -20,7 +20,7 @@
 #include "formats/safetensors.h"
 #include "runtime/image.h"
 #include "tern.h"
-#include "tests/test_util.h"
+#include "tests/test_reference.h"
 
 namespace {
 
@@ -63,23 +63,6 @@ Reference load_reference(const std::string &path) {
     return r;
 }
 
-// ||out - ref|| / ||ref|| of one row
-double row_rel_error(const float *out, const float *ref, size_t cols) {
-    double num = 0, den = 0;
-    for (size_t c = 0; c < cols; c++) {
-        double d = (double)out[c] - ref[c];
-        num += d * d;
-        den += (double)ref[c] * ref[c];
-    }
-    return std::sqrt(num / (den > 0 ? den : 1));
-}
-
-double max_row_rel_error(const float *out, const float *ref, size_t rows, size_t cols) {
-    double worst = 0;
-    for (size_t r = 0; r < rows; r++) worst = std::max(worst, row_rel_error(out + r * cols, ref + r * cols, cols));
-    return worst;
-}
-
 size_t argmax(const float *x, size_t n) {
     return (size_t)(std::max_element(x, x + n) - x);
 }
@@ -90,11 +73,8 @@ class Converted {
     Converted(const std::string &src, tern_weight_type weights) {
         tmp_ = test_temp_dir();
         path_ = tmp_ + "/model.tern";
-        tern_convert_options opts;
-        tern_convert_options_default(&opts);
-        opts.weights = weights;
         tern_error err = {};
-        if (tern_convert(src.c_str(), path_.c_str(), &opts, &err) != TERN_OK) {
+        if (test_convert(src, path_, weights, &err) != TERN_OK) {
             ADD_FAILURE() << "convert " << src << ": " << err.message;
             return;
         }
@@ -114,14 +94,10 @@ class Converted {
     }
     // Logits of n images, in one classify call.
     std::vector<float> classify(const float *pixels, size_t n, uint32_t threads) const {
-        tern_session_options so;
-        tern_session_options_default(&so);
-        so.n_threads = threads;
-        tern_session *s = nullptr;
-        tern_error err = {};
         std::vector<float> out(n * classes(), NAN);
-        EXPECT_EQ(tern_session_create(model_, &so, &s, &err), TERN_OK) << err.message;
+        tern_session *s = test_session_create(model_, threads);
         if (!s) return out;
+        tern_error err = {};
         EXPECT_EQ(tern_session_classify(s, pixels, n, out.data(), &err), TERN_OK) << err.message;
         tern_session_destroy(s);
         return out;
@@ -166,7 +142,7 @@ class HfVit : public testing::TestWithParam<HfCase> {
 
 TEST_P(HfVit, LogitsMatchTransformers) {
     std::vector<float> out = model_->classify(ref_.pixels.data(), n_, 2);
-    double e = max_row_rel_error(out.data(), ref_.logits.data(), n_, ref_.classes);
+    double e = test_max_row_rel_error(out.data(), ref_.logits.data(), n_, ref_.classes);
     EXPECT_LE(e, GetParam().tolerance);
     RecordProperty("max_row_rel_error", std::to_string(e));
 }
@@ -220,10 +196,7 @@ TEST_P(HfVit, TokensAreRefused) {
 }
 
 std::string hf_name(const testing::TestParamInfo<HfCase> &info) {
-    std::string n = info.param.dir.substr(info.param.dir.rfind('/') + 1);
-    for (char &c : n)
-        if (!isalnum((unsigned char)c)) c = '_';
-    return n + (info.param.weights == TERN_WEIGHTS_F32 ? "_f32" : "_f16");
+    return test_case_name(info.param.dir, info.param.weights);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfVit, testing::ValuesIn(hf_cases()), hf_name);
@@ -289,7 +262,7 @@ TEST_F(TimmVit, TensorPathMatchesTimm) {
     const size_t n = ref_->pixel_shape[0];
     ASSERT_EQ(n, 4u);
     std::vector<float> out = model_->classify(ref_->pixels.data(), n, 2);
-    double e = max_row_rel_error(out.data(), ref_->logits.data(), n, 1000);
+    double e = test_max_row_rel_error(out.data(), ref_->logits.data(), n, 1000);
     EXPECT_LE(e, 1e-4);
     RecordProperty("max_row_rel_error", std::to_string(e));
 }
@@ -344,7 +317,7 @@ TEST_F(TimmVit, JpegPathClassifiesLabelledImages) {
     double worst_rel = 0, worst_abs = 0;
     for (size_t i = 0; i < names.size(); i++) {
         const float *o = out.data() + i * 1000, *r = ref_->logits.data() + i * 1000;
-        worst_rel = std::max(worst_rel, row_rel_error(o, r, 1000));
+        worst_rel = std::max(worst_rel, test_row_rel_error(o, r, 1000));
         for (size_t c = 0; c < 1000; c++) worst_abs = std::max(worst_abs, std::fabs((double)o[c] - r[c]));
         same_top1 += argmax(o, 1000) == argmax(r, 1000);
         if (ref_->labels[i] < 0) continue;
@@ -388,7 +361,7 @@ TEST_F(TimmVit, CliClassifyAndPixelLogits) {
     EXPECT_EQ(ndim, 2u);
     EXPECT_EQ(got[0], 2u);
     EXPECT_EQ(got[1], 1000u);
-    EXPECT_LE(max_row_rel_error(lg, ref_->logits.data(), 2, 1000), 1e-4);
+    EXPECT_LE(test_max_row_rel_error(lg, ref_->logits.data(), 2, 1000), 1e-4);
     free(lg);
     // A missing image is reported, the exit code says so.
     cmd = test_program_command("cli/tern") + " classify " + model_->path() + " " + tmp + "/none.jpg 2>/dev/null";

@@ -29,8 +29,8 @@ void tern_kernels_init_i8mm(tern_kernels *k);
 /* ---- neon: float activations (linear_neon.c). Tiles 1x8 (m == 1) and
  * 4x4 (tokens x rows). Q8 needs group_size % 4 == 0, Q4 group_size % 8 == 0,
  * other group sizes (and flags or layouts they do not know) run the ref. */
-#define TERN_ARM_LINEAR_FN(name)                                                               \
-    void name(size_t m, size_t r0, size_t r1, const float *x, size_t ldx, const tern_weight *w, \
+#define TERN_ARM_LINEAR_FN(name)                                                                   \
+    void name(size_t m, size_t r0, size_t r1, const float *x, size_t ldx, const tern_weight *w,    \
               const float *bias, float *y, size_t ldy)
 TERN_ARM_LINEAR_FN(tern_f32_f32w_linear_ukernel_4x4__neon);
 TERN_ARM_LINEAR_FN(tern_f32_f16w_linear_ukernel_4x4__neon);
@@ -56,11 +56,11 @@ void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0
  * step (neon: smull/sadalp, dotprod: sdot, i8mm: smmla; i8mm runs dotprod
  * when m == 1), int32 block dots, then the ref's fmaf chain in block order.
  * group_size % 32 != 0 runs the ref kernel. */
-#define TERN_ARM_QA_FN(name)                                                                   \
-    void name(size_t m, size_t r0, size_t r1, const tern_qrows *x, const tern_weight *w,        \
+#define TERN_ARM_QA_FN(name)                                                                       \
+    void name(size_t m, size_t r0, size_t r1, const tern_qrows *x, const tern_weight *w,           \
               const float *bias, float *y, size_t ldy)
-void tern_f32_qs8_quantize_ukernel__neon(size_t m, size_t k, const float *x, size_t ldx,
-                                         int8_t *q, float *d, int32_t *s);
+void tern_f32_qs8_quantize_ukernel__neon(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
+                                         float *d, int32_t *s);
 TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__neon);
 TERN_ARM_QA_FN(tern_qs8_q4w_linear_ukernel_2x4__neon);
 TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__dotprod);

@@ -42,9 +42,11 @@ static void tern_neon_scores(size_t d, size_t nk, const float *q, const float *k
         const float *kp = k + p * d;
         float32x4_t a = vdupq_n_f32(0.0f);
         size_t j = 0;
-        for (; j + 4 <= d; j += 4) a = vfmaq_f32(a, vld1q_f32(q + j), vld1q_f32(kp + j));
+        for (; j + 4 <= d; j += 4)
+            a = vfmaq_f32(a, vld1q_f32(q + j), vld1q_f32(kp + j));
         float sp = vaddvq_f32(a);
-        for (; j < d; j++) sp = fmaf(q[j], kp[j], sp);
+        for (; j < d; j++)
+            sp = fmaf(q[j], kp[j], sp);
         s[p] = sp * scale;
     }
 }
@@ -52,8 +54,10 @@ static void tern_neon_scores(size_t d, size_t nk, const float *q, const float *k
 /* out[0, d) = out * c */
 static void tern_neon_scale(size_t d, float *out, float c) {
     size_t j = 0;
-    for (; j + 4 <= d; j += 4) vst1q_f32(out + j, vmulq_n_f32(vld1q_f32(out + j), c));
-    for (; j < d; j++) out[j] *= c;
+    for (; j + 4 <= d; j += 4)
+        vst1q_f32(out + j, vmulq_n_f32(vld1q_f32(out + j), c));
+    for (; j < d; j++)
+        out[j] *= c;
 }
 
 void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0, size_t h1) {
@@ -65,7 +69,8 @@ void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0
         const float *k = args->k + (h / group) * args->kv_head_stride;
         const float *v = args->v + (h / group) * args->kv_head_stride;
         float *out = args->out + h * d;
-        for (size_t j = 0; j < d; j++) out[j] = 0.0f;
+        for (size_t j = 0; j < d; j++)
+            out[j] = 0.0f;
         if (args->n_kv == 0) continue;
 
         float max = -INFINITY, sum = 0.0f;
@@ -73,7 +78,8 @@ void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0
             const size_t nk = args->n_kv - p0 < TERN_ATT_BLOCK ? args->n_kv - p0 : TERN_ATT_BLOCK;
             tern_neon_scores(d, nk, q, k + p0 * d, args->scale, s);
             float bmax = s[0];
-            for (size_t p = 1; p < nk; p++) bmax = s[p] > bmax ? s[p] : bmax;
+            for (size_t p = 1; p < nk; p++)
+                bmax = s[p] > bmax ? s[p] : bmax;
             if (bmax > max) {
                 if (p0 > 0) { /* nothing to rescale before the first block */
                     const float c = expf(max - bmax);
@@ -84,15 +90,18 @@ void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0
             }
             /* e = exp(s - max), padded to whole vectors */
             const float32x4_t vm = vdupq_n_f32(max);
-            for (size_t p = nk; p % 4; p++) s[p] = max;
+            for (size_t p = nk; p % 4; p++)
+                s[p] = max;
             float32x4_t vsum = vdupq_n_f32(0.0f);
             for (size_t p = 0; p < nk; p += 4) {
                 const float32x4_t e = tern_arm_expf(vsubq_f32(vld1q_f32(s + p), vm));
                 vst1q_f32(s + p, e);
             }
-            for (size_t p = 0; p + 4 <= nk; p += 4) vsum = vaddq_f32(vsum, vld1q_f32(s + p));
+            for (size_t p = 0; p + 4 <= nk; p += 4)
+                vsum = vaddq_f32(vsum, vld1q_f32(s + p));
             float bsum = vaddvq_f32(vsum);
-            for (size_t p = nk & ~(size_t)3; p < nk; p++) bsum += s[p];
+            for (size_t p = nk & ~(size_t)3; p < nk; p++)
+                bsum += s[p];
             sum += bsum;
             /* out += e_p * v_p */
             const float *vb = v + p0 * d;
@@ -108,12 +117,14 @@ void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0
             }
             for (; j + 4 <= d; j += 4) {
                 float32x4_t o = vld1q_f32(out + j);
-                for (size_t p = 0; p < nk; p++) o = vfmaq_n_f32(o, vld1q_f32(vb + p * d + j), s[p]);
+                for (size_t p = 0; p < nk; p++)
+                    o = vfmaq_n_f32(o, vld1q_f32(vb + p * d + j), s[p]);
                 vst1q_f32(out + j, o);
             }
             for (; j < d; j++) {
                 float o = out[j];
-                for (size_t p = 0; p < nk; p++) o = fmaf(s[p], vb[p * d + j], o);
+                for (size_t p = 0; p < nk; p++)
+                    o = fmaf(s[p], vb[p * d + j], o);
                 out[j] = o;
             }
         }

@@ -25,7 +25,8 @@ static float tern_neon_sumsq(size_t n, const float *x) {
         a0 = vfmaq_f32(a0, v, v);
     }
     float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) s = fmaf(x[i], x[i], s);
+    for (; i < n; i++)
+        s = fmaf(x[i], x[i], s);
     return s;
 }
 
@@ -34,7 +35,8 @@ void tern_f32_rmsnorm_ukernel__neon(size_t n, const float *x, const float *w, fl
     size_t i = 0;
     for (; i + 4 <= n; i += 4)
         vst1q_f32(y + i, vmulq_f32(vmulq_n_f32(vld1q_f32(x + i), inv), vld1q_f32(w + i)));
-    for (; i < n; i++) y[i] = x[i] * inv * w[i];
+    for (; i < n; i++)
+        y[i] = x[i] * inv * w[i];
 }
 
 void tern_f32_layernorm_ukernel__neon(size_t n, const float *x, const float *w, const float *b,
@@ -46,7 +48,8 @@ void tern_f32_layernorm_ukernel__neon(size_t n, const float *x, const float *w, 
         a1 = vaddq_f32(a1, vld1q_f32(x + i + 4));
     }
     float sum = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; i < n; i++) sum += x[i];
+    for (; i < n; i++)
+        sum += x[i];
     const float mean = sum / (float)n;
     /* second pass on the centred values: no cancellation */
     const float32x4_t vm = vdupq_n_f32(mean);
@@ -58,11 +61,12 @@ void tern_f32_layernorm_ukernel__neon(size_t n, const float *x, const float *w, 
         a1 = vfmaq_f32(a1, d1, d1);
     }
     float ss = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; i < n; i++) ss = fmaf(x[i] - mean, x[i] - mean, ss);
+    for (; i < n; i++)
+        ss = fmaf(x[i] - mean, x[i] - mean, ss);
     const float inv = 1.0f / sqrtf(ss / (float)n + eps);
     for (i = 0; i + 4 <= n; i += 4) {
-        float32x4_t v = vmulq_f32(vmulq_n_f32(vsubq_f32(vld1q_f32(x + i), vm), inv),
-                                  vld1q_f32(w + i));
+        float32x4_t v =
+            vmulq_f32(vmulq_n_f32(vsubq_f32(vld1q_f32(x + i), vm), inv), vld1q_f32(w + i));
         if (b) v = vaddq_f32(v, vld1q_f32(b + i));
         vst1q_f32(y + i, v);
     }
@@ -78,9 +82,11 @@ void tern_f32_softmax_ukernel__neon(size_t n, float *x) {
     if (n == 0) return;
     float32x4_t vmax = vdupq_n_f32(x[0]);
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
+    for (; i + 4 <= n; i += 4)
+        vmax = vmaxq_f32(vmax, vld1q_f32(x + i));
     float max = vmaxvq_f32(vmax);
-    for (; i < n; i++) max = x[i] > max ? x[i] : max;
+    for (; i < n; i++)
+        max = x[i] > max ? x[i] : max;
     const float32x4_t vm = vdupq_n_f32(max);
     float32x4_t vsum = vdupq_n_f32(0.0f);
     for (i = 0; i + 4 <= n; i += 4) {
@@ -91,7 +97,8 @@ void tern_f32_softmax_ukernel__neon(size_t n, float *x) {
     float sum = vaddvq_f32(vsum);
     if (i < n) {
         float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (size_t j = i; j < n; j++) t[j - i] = x[j] - max;
+        for (size_t j = i; j < n; j++)
+            t[j - i] = x[j] - max;
         vst1q_f32(t, tern_arm_expf(vld1q_f32(t)));
         for (size_t j = i; j < n; j++) {
             x[j] = t[j - i];
@@ -99,8 +106,10 @@ void tern_f32_softmax_ukernel__neon(size_t n, float *x) {
         }
     }
     const float inv = 1.0f / sum;
-    for (i = 0; i + 4 <= n; i += 4) vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
-    for (; i < n; i++) x[i] *= inv;
+    for (i = 0; i + 4 <= n; i += 4)
+        vst1q_f32(x + i, vmulq_n_f32(vld1q_f32(x + i), inv));
+    for (; i < n; i++)
+        x[i] *= inv;
 }
 
 /* x / (1 + e^-x) for x >= 0 and x e^x / (1 + e^x) for x < 0: e = e^-|x|
@@ -114,12 +123,15 @@ TERN_ARM_INLINE float32x4_t tern_neon_silu4(float32x4_t x) {
 
 void tern_f32_silu_ukernel__neon(size_t n, const float *x, float *y) {
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, tern_neon_silu4(vld1q_f32(x + i)));
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, tern_neon_silu4(vld1q_f32(x + i)));
     if (i < n) {
         float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-        for (size_t j = i; j < n; j++) t[j - i] = x[j];
+        for (size_t j = i; j < n; j++)
+            t[j - i] = x[j];
         vst1q_f32(t, tern_neon_silu4(vld1q_f32(t)));
-        for (size_t j = i; j < n; j++) y[j] = t[j - i];
+        for (size_t j = i; j < n; j++)
+            y[j] = t[j - i];
     }
 }
 
@@ -134,7 +146,8 @@ void tern_f32_swiglu_ukernel__neon(size_t n, const float *gate, const float *up,
             u[j - i] = up[j];
         }
         vst1q_f32(g, vmulq_f32(tern_neon_silu4(vld1q_f32(g)), vld1q_f32(u)));
-        for (size_t j = i; j < n; j++) y[j] = g[j - i];
+        for (size_t j = i; j < n; j++)
+            y[j] = g[j - i];
     }
 }
 
@@ -146,7 +159,8 @@ void tern_f32_add_ukernel__neon(size_t n, const float *a, const float *b, float 
         vst1q_f32(y + i, s0);
         vst1q_f32(y + i + 4, s1);
     }
-    for (; i < n; i++) y[i] = a[i] + b[i];
+    for (; i < n; i++)
+        y[i] = a[i] + b[i];
 }
 
 /* Products then one sum each, as the ref rounds them (no fused multiply-add,

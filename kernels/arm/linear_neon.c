@@ -16,7 +16,17 @@
 #include "kernels/ref/ref.h"
 
 /* Weight kinds: compile-time constants of the inlined tiles. */
-enum { TERN_W_F32, TERN_W_F16, TERN_W_BF16, TERN_W_Q8, TERN_W_Q8Z, TERN_W_Q4, TERN_W_Q4Z };
+enum {
+    TERN_W_F32,
+    TERN_W_F16,
+    TERN_W_BF16,
+    TERN_W_Q8,  /* int8 q, w = s * q */
+    TERN_W_Q8Z, /* uint8 q, w = s * (q - z) */
+    TERN_W_Q8M, /* uint8 q, w = s * q + min (float product, then float sum) */
+    TERN_W_Q4,  /* nibble, w = s * (q - 8) */
+    TERN_W_Q4Z,
+    TERN_W_Q4M,
+};
 
 #define TERN_MR_MAX 4
 #define TERN_NR_MAX 8
@@ -34,37 +44,49 @@ TERN_ARM_INLINE float tern_neon_dense1(int kind, const void *row, size_t c) {
     return kind == TERN_W_F16 ? tern_arm_f16_to_f32(h) : tern_arm_bf16_to_f32(h);
 }
 
-/* Loops over the tile are fully unrolled so that acc stays in registers
- * (an index the compiler cannot resolve would put the array in memory). */
-#define TERN_UNROLL _Pragma("GCC unroll 8")
+/* Loops over the tile are fully unrolled ("GCC unroll") so that acc stays in
+ * registers: an index the compiler cannot resolve would put it in memory. */
 
-TERN_ARM_INLINE void tern_neon_store(size_t MR, size_t NR, float32x4_t acc[TERN_MR_MAX][TERN_NR_MAX],
-                                     size_t r, const float *bias, float *y, size_t ldy) {
-    TERN_UNROLL for (size_t i = 0; i < MR; i++)
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) {
+TERN_ARM_INLINE void tern_neon_store(size_t MR, size_t NR,
+                                     float32x4_t acc[TERN_MR_MAX][TERN_NR_MAX], size_t r,
+                                     const float *bias, float *y, size_t ldy) {
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++) {
             const float s = vaddvq_f32(acc[i][j]);
             y[i * ldy + r + j] = bias ? s + bias[r + j] : s;
         }
 }
 
 /* F32, F16, BF16: any cols. */
-TERN_ARM_INLINE void tern_neon_dense_tile(int kind, size_t MR, size_t NR, size_t r,
-                                          const float *x, size_t ldx, const tern_weight *w,
-                                          const float *bias, float *y, size_t ldy) {
+TERN_ARM_INLINE void tern_neon_dense_tile(int kind, size_t MR, size_t NR, size_t r, const float *x,
+                                          size_t ldx, const tern_weight *w, const float *bias,
+                                          float *y, size_t ldy) {
     const size_t cols = w->cols;
     const size_t esize = kind == TERN_W_F32 ? 4 : 2;
     const uint8_t *rows[TERN_NR_MAX];
     float32x4_t acc[TERN_MR_MAX][TERN_NR_MAX];
-    TERN_UNROLL for (size_t j = 0; j < NR; j++) rows[j] = (const uint8_t *)w->values + (r + j) * cols * esize;
-    TERN_UNROLL for (size_t i = 0; i < MR; i++)
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) acc[i][j] = vdupq_n_f32(0.0f);
+#pragma GCC unroll 8
+    for (size_t j = 0; j < NR; j++)
+        rows[j] = (const uint8_t *)w->values + (r + j) * cols * esize;
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++)
+            acc[i][j] = vdupq_n_f32(0.0f);
     size_t c = 0;
     for (; c + 4 <= cols; c += 4) {
         float32x4_t xv[TERN_MR_MAX];
-        TERN_UNROLL for (size_t i = 0; i < MR; i++) xv[i] = vld1q_f32(x + i * ldx + c);
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) {
+#pragma GCC unroll 8
+        for (size_t i = 0; i < MR; i++)
+            xv[i] = vld1q_f32(x + i * ldx + c);
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++) {
             const float32x4_t wv = tern_neon_dense4(kind, rows[j], c);
-            TERN_UNROLL for (size_t i = 0; i < MR; i++) acc[i][j] = vfmaq_f32(acc[i][j], xv[i], wv);
+#pragma GCC unroll 8
+            for (size_t i = 0; i < MR; i++)
+                acc[i][j] = vfmaq_f32(acc[i][j], xv[i], wv);
         }
     }
     if (c == cols) {
@@ -72,8 +94,11 @@ TERN_ARM_INLINE void tern_neon_dense_tile(int kind, size_t MR, size_t NR, size_t
         return;
     }
     float sums[TERN_MR_MAX][TERN_NR_MAX];
-    TERN_UNROLL for (size_t i = 0; i < MR; i++)
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) sums[i][j] = vaddvq_f32(acc[i][j]);
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++)
+            sums[i][j] = vaddvq_f32(acc[i][j]);
     for (size_t i = 0; i < MR; i++)
         for (size_t j = 0; j < NR; j++) {
             float s = sums[i][j];
@@ -85,33 +110,43 @@ TERN_ARM_INLINE void tern_neon_dense_tile(int kind, size_t MR, size_t NR, size_t
 
 /* Q8 (group_size % 4 == 0) and Q4 (group_size % 8 == 0): a 4-column step
  * never straddles a group, nor (Q4) the two nibble halves of one. */
-TERN_ARM_INLINE void tern_neon_quant_tile(int kind, size_t MR, size_t NR, size_t r,
-                                          const float *x, size_t ldx, const tern_weight *w,
-                                          const float *bias, float *y, size_t ldy) {
-    const int q4 = kind == TERN_W_Q4 || kind == TERN_W_Q4Z;
+TERN_ARM_INLINE void tern_neon_quant_tile(int kind, size_t MR, size_t NR, size_t r, const float *x,
+                                          size_t ldx, const tern_weight *w, const float *bias,
+                                          float *y, size_t ldy) {
+    const int q4 = kind == TERN_W_Q4 || kind == TERN_W_Q4Z || kind == TERN_W_Q4M;
     const int zp = kind == TERN_W_Q8Z || kind == TERN_W_Q4Z;
+    const int has_min = kind == TERN_W_Q8M || kind == TERN_W_Q4M;
     const size_t cols = w->cols, gs = w->group_size, n_groups = cols / gs, half = gs / 2;
     const size_t row_bytes = q4 ? cols / 2 : cols, group_bytes = q4 ? half : gs;
     const uint16_t *scales = (const uint16_t *)w->scales;
     const uint8_t *zeros = (const uint8_t *)w->zeros;
+    const uint16_t *mins = (const uint16_t *)w->zeros;
     float32x4_t acc[TERN_MR_MAX][TERN_NR_MAX];
-    TERN_UNROLL for (size_t i = 0; i < MR; i++)
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) acc[i][j] = vdupq_n_f32(0.0f);
+#pragma GCC unroll 8
+    for (size_t i = 0; i < MR; i++)
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++)
+            acc[i][j] = vdupq_n_f32(0.0f);
     for (size_t g = 0; g < n_groups; g++) {
-        float32x4_t sc[TERN_NR_MAX];
+        float32x4_t sc[TERN_NR_MAX], mn[TERN_NR_MAX];
         int16x4_t zv[TERN_NR_MAX];
         const uint8_t *qg[TERN_NR_MAX];
-        TERN_UNROLL for (size_t j = 0; j < NR; j++) {
+#pragma GCC unroll 8
+        for (size_t j = 0; j < NR; j++) {
             const size_t gi = (r + j) * n_groups + g;
             sc[j] = vdupq_n_f32(tern_arm_f16_to_f32(scales[gi]));
-            zv[j] = vdup_n_s16((int16_t)(zp ? zeros[gi] : q4 ? 8 : 0));
+            zv[j] = vdup_n_s16((int16_t)(zp ? zeros[gi] : q4 && !has_min ? 8 : 0));
+            mn[j] = vdupq_n_f32(has_min ? tern_arm_f16_to_f32(mins[gi]) : 0.0f);
             qg[j] = (const uint8_t *)w->values + (r + j) * row_bytes + g * group_bytes;
         }
         const float *xg = x + g * gs;
         for (size_t jb = 0; jb < gs; jb += 4) {
             float32x4_t xv[TERN_MR_MAX];
-            TERN_UNROLL for (size_t i = 0; i < MR; i++) xv[i] = vld1q_f32(xg + i * ldx + jb);
-            TERN_UNROLL for (size_t j = 0; j < NR; j++) {
+#pragma GCC unroll 8
+            for (size_t i = 0; i < MR; i++)
+                xv[i] = vld1q_f32(xg + i * ldx + jb);
+#pragma GCC unroll 8
+            for (size_t j = 0; j < NR; j++) {
                 int16x4_t q16;
                 if (kind == TERN_W_Q8) {
                     q16 = vget_low_s16(vmovl_s8(vreinterpret_s8_u8(tern_arm_load4_u8(qg[j] + jb))));
@@ -125,8 +160,10 @@ TERN_ARM_INLINE void tern_neon_quant_tile(int kind, size_t MR, size_t NR, size_t
                         b = vshr_n_u8(tern_arm_load4_u8(qg[j] + jb - half), 4);
                     q16 = vsub_s16(vreinterpret_s16_u16(vget_low_u16(vmovl_u8(b))), zv[j]);
                 }
-                const float32x4_t wv = vmulq_f32(sc[j], vcvtq_f32_s32(vmovl_s16(q16)));
-                TERN_UNROLL for (size_t i = 0; i < MR; i++)
+                float32x4_t wv = vmulq_f32(sc[j], vcvtq_f32_s32(vmovl_s16(q16)));
+                if (has_min) wv = vaddq_f32(wv, mn[j]);
+#pragma GCC unroll 8
+                for (size_t i = 0; i < MR; i++)
                     acc[i][j] = vfmaq_f32(acc[i][j], xv[i], wv);
             }
         }
@@ -145,8 +182,8 @@ TERN_ARM_INLINE void tern_neon_tile(int kind, size_t MR, size_t NR, size_t r, co
 
 /* Rows in tiles of 8 (one token) or 4, then one at a time; tokens in 4s. */
 TERN_ARM_INLINE void tern_neon_linear(int kind, size_t m, size_t r0, size_t r1, const float *x,
-                                      size_t ldx, const tern_weight *w, const float *bias,
-                                      float *y, size_t ldy) {
+                                      size_t ldx, const tern_weight *w, const float *bias, float *y,
+                                      size_t ldy) {
     for (size_t i0 = 0; i0 < m; i0 += TERN_MR_MAX) {
         const size_t mr = m - i0 < TERN_MR_MAX ? m - i0 : TERN_MR_MAX;
         const float *xi = x + i0 * ldx;
@@ -154,30 +191,39 @@ TERN_ARM_INLINE void tern_neon_linear(int kind, size_t m, size_t r0, size_t r1, 
         size_t r = r0;
         switch (mr) {
         case 1:
-            for (; r + 8 <= r1; r += 8) tern_neon_tile(kind, 1, 8, r, xi, ldx, w, bias, yi, ldy);
-            for (; r + 4 <= r1; r += 4) tern_neon_tile(kind, 1, 4, r, xi, ldx, w, bias, yi, ldy);
-            for (; r < r1; r++) tern_neon_tile(kind, 1, 1, r, xi, ldx, w, bias, yi, ldy);
+            for (; r + 8 <= r1; r += 8)
+                tern_neon_tile(kind, 1, 8, r, xi, ldx, w, bias, yi, ldy);
+            for (; r + 4 <= r1; r += 4)
+                tern_neon_tile(kind, 1, 4, r, xi, ldx, w, bias, yi, ldy);
+            for (; r < r1; r++)
+                tern_neon_tile(kind, 1, 1, r, xi, ldx, w, bias, yi, ldy);
             break;
         case 2:
-            for (; r + 4 <= r1; r += 4) tern_neon_tile(kind, 2, 4, r, xi, ldx, w, bias, yi, ldy);
-            for (; r < r1; r++) tern_neon_tile(kind, 2, 1, r, xi, ldx, w, bias, yi, ldy);
+            for (; r + 4 <= r1; r += 4)
+                tern_neon_tile(kind, 2, 4, r, xi, ldx, w, bias, yi, ldy);
+            for (; r < r1; r++)
+                tern_neon_tile(kind, 2, 1, r, xi, ldx, w, bias, yi, ldy);
             break;
         case 3:
-            for (; r + 4 <= r1; r += 4) tern_neon_tile(kind, 3, 4, r, xi, ldx, w, bias, yi, ldy);
-            for (; r < r1; r++) tern_neon_tile(kind, 3, 1, r, xi, ldx, w, bias, yi, ldy);
+            for (; r + 4 <= r1; r += 4)
+                tern_neon_tile(kind, 3, 4, r, xi, ldx, w, bias, yi, ldy);
+            for (; r < r1; r++)
+                tern_neon_tile(kind, 3, 1, r, xi, ldx, w, bias, yi, ldy);
             break;
         default:
-            for (; r + 4 <= r1; r += 4) tern_neon_tile(kind, 4, 4, r, xi, ldx, w, bias, yi, ldy);
-            for (; r < r1; r++) tern_neon_tile(kind, 4, 1, r, xi, ldx, w, bias, yi, ldy);
+            for (; r + 4 <= r1; r += 4)
+                tern_neon_tile(kind, 4, 4, r, xi, ldx, w, bias, yi, ldy);
+            for (; r < r1; r++)
+                tern_neon_tile(kind, 4, 1, r, xi, ldx, w, bias, yi, ldy);
             break;
         }
     }
 }
 
-/* What these kernels decode: dense row-major, no flags other than a zero point. */
+/* What these kernels decode: dense row-major, no flags they do not know. */
 static int tern_neon_plain(const tern_weight *w) {
     return w->layout == TERN_LAYOUT_ROW_MAJOR && w->sparse_m == 0 &&
-           (w->flags & ~(uint16_t)TERN_TENSOR_HAS_ZERO_POINT) == 0;
+           (w->flags & ~(uint16_t)TERN_TENSOR_KNOWN_FLAGS) == 0;
 }
 
 void tern_f32_f32w_linear_ukernel_4x4__neon(size_t m, size_t r0, size_t r1, const float *x,
@@ -217,7 +263,9 @@ void tern_f32_q8w_linear_ukernel_4x4__neon(size_t m, size_t r0, size_t r1, const
         tern_f32_q8w_linear_ukernel__ref(m, r0, r1, x, ldx, w, bias, y, ldy);
         return;
     }
-    if (w->flags & TERN_TENSOR_HAS_ZERO_POINT)
+    if (w->flags & TERN_TENSOR_HAS_MIN)
+        tern_neon_linear(TERN_W_Q8M, m, r0, r1, x, ldx, w, bias, y, ldy);
+    else if (w->flags & TERN_TENSOR_HAS_ZERO_POINT)
         tern_neon_linear(TERN_W_Q8Z, m, r0, r1, x, ldx, w, bias, y, ldy);
     else
         tern_neon_linear(TERN_W_Q8, m, r0, r1, x, ldx, w, bias, y, ldy);
@@ -230,7 +278,9 @@ void tern_f32_q4w_linear_ukernel_4x4__neon(size_t m, size_t r0, size_t r1, const
         tern_f32_q4w_linear_ukernel__ref(m, r0, r1, x, ldx, w, bias, y, ldy);
         return;
     }
-    if (w->flags & TERN_TENSOR_HAS_ZERO_POINT)
+    if (w->flags & TERN_TENSOR_HAS_MIN)
+        tern_neon_linear(TERN_W_Q4M, m, r0, r1, x, ldx, w, bias, y, ldy);
+    else if (w->flags & TERN_TENSOR_HAS_ZERO_POINT)
         tern_neon_linear(TERN_W_Q4Z, m, r0, r1, x, ldx, w, bias, y, ldy);
     else
         tern_neon_linear(TERN_W_Q4, m, r0, r1, x, ldx, w, bias, y, ldy);

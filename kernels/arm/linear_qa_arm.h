@@ -95,12 +95,14 @@ TERN_ARM_INLINE void tern_qa_store4(float32x4_t acc, const size_t rows[4], size_
     }
     float t[4];
     vst1q_f32(t, acc);
-    for (size_t j = 0; j < n; j++) y[rows[0] + j] = t[j];
+    for (size_t j = 0; j < n; j++)
+        y[rows[0] + j] = t[j];
 }
 
 /* Rows r .. r + 3 clamped to r1 - 1 (tails compute duplicates, store fewer). */
 TERN_ARM_INLINE size_t tern_qa_rows4(size_t r, size_t r1, size_t rows[4]) {
-    for (size_t j = 0; j < 4; j++) rows[j] = r + j < r1 ? r + j : r1 - 1;
+    for (size_t j = 0; j < 4; j++)
+        rows[j] = r + j < r1 ? r + j : r1 - 1;
     return r1 - r < 4 ? r1 - r : 4;
 }
 

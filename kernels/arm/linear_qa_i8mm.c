@@ -20,9 +20,9 @@ TERN_ARM_INLINE int8x16_t tern_zip_hi64(int8x16_t a, int8x16_t b) {
 }
 
 /* Tokens i, i + 1 x rows r .. r + 3 (clamped to r1 - 1). */
-TERN_ARM_INLINE void tern_qa_i8mm_tile(int kind, size_t i, size_t r, size_t r1,
-                                       const tern_qrows *x, const tern_weight *w,
-                                       const float *bias, float *y, size_t ldy) {
+TERN_ARM_INLINE void tern_qa_i8mm_tile(int kind, size_t i, size_t r, size_t r1, const tern_qrows *x,
+                                       const tern_weight *w, const float *bias, float *y,
+                                       size_t ldy) {
     const size_t gs = w->group_size, n_groups = w->cols / gs, half = gs / 2;
     const size_t nb = x->k / TERN_QA_BLOCK, bpg = gs / TERN_QA_BLOCK;
     size_t rows[4];
@@ -75,7 +75,8 @@ TERN_ARM_INLINE void tern_qa_i8mm_linear(int kind, size_t m, size_t r0, size_t r
                                          const tern_qrows *x, const tern_weight *w,
                                          const float *bias, float *y, size_t ldy) {
     for (size_t r = r0; r < r1; r += 4)
-        for (size_t i = 0; i + 2 <= m; i += 2) tern_qa_i8mm_tile(kind, i, r, r1, x, w, bias, y, ldy);
+        for (size_t i = 0; i + 2 <= m; i += 2)
+            tern_qa_i8mm_tile(kind, i, r, r1, x, w, bias, y, ldy);
 }
 
 /* The last token of an odd m, through the dotprod kernel. */
@@ -94,8 +95,8 @@ void tern_qs8_q8w_linear_ukernel_2x4__i8mm(size_t m, size_t r0, size_t r1, const
         tern_qs8_q8w_linear_ukernel_2x4__dotprod(m, r0, r1, x, w, bias, y, ldy);
         return;
     }
-    tern_qa_i8mm_linear(tern_qa_arm_kind(w) == TERN_QA_Q8 ? TERN_QA_Q8 : TERN_QA_Q8Z, m, r0, r1,
-                        x, w, bias, y, ldy);
+    tern_qa_i8mm_linear(tern_qa_arm_kind(w) == TERN_QA_Q8 ? TERN_QA_Q8 : TERN_QA_Q8Z, m, r0, r1, x,
+                        w, bias, y, ldy);
     if (m % 2)
         tern_qa_i8mm_last(tern_qs8_q8w_linear_ukernel_2x4__dotprod, m, r0, r1, x, w, bias, y, ldy);
 }
@@ -107,8 +108,8 @@ void tern_qs8_q4w_linear_ukernel_2x4__i8mm(size_t m, size_t r0, size_t r1, const
         tern_qs8_q4w_linear_ukernel_2x4__dotprod(m, r0, r1, x, w, bias, y, ldy);
         return;
     }
-    tern_qa_i8mm_linear(tern_qa_arm_kind(w) == TERN_QA_Q4 ? TERN_QA_Q4 : TERN_QA_Q4Z, m, r0, r1,
-                        x, w, bias, y, ldy);
+    tern_qa_i8mm_linear(tern_qa_arm_kind(w) == TERN_QA_Q4 ? TERN_QA_Q4 : TERN_QA_Q4Z, m, r0, r1, x,
+                        w, bias, y, ldy);
     if (m % 2)
         tern_qa_i8mm_last(tern_qs8_q4w_linear_ukernel_2x4__dotprod, m, r0, r1, x, w, bias, y, ldy);
 }

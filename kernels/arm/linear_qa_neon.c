@@ -22,8 +22,8 @@ TERN_QA_DEFINE(neon)
 /* Per block of 32: amax = max |x|, id = 127 / amax (0 when amax is 0),
  * q = round-to-nearest-even(x * id) (fcvtns, as lrintf in the default
  * rounding mode), d = amax / 127, s = sum q: the ref's operations one by one. */
-void tern_f32_qs8_quantize_ukernel__neon(size_t m, size_t k, const float *x, size_t ldx,
-                                         int8_t *q, float *d, int32_t *s) {
+void tern_f32_qs8_quantize_ukernel__neon(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
+                                         float *d, int32_t *s) {
     const size_t nb = k / TERN_QA_BLOCK;
     for (size_t i = 0; i < m; i++) {
         const float *xi = x + i * ldx;

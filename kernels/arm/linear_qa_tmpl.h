@@ -49,42 +49,43 @@ TERN_ARM_INLINE void tern_qa_tile(int kind, size_t MR, size_t i, size_t r, size_
             }
         }
     }
-    for (size_t t = 0; t < MR; t++) tern_qa_store4(acc[t], rows, n, bias, y + (i + t) * ldy);
+    for (size_t t = 0; t < MR; t++)
+        tern_qa_store4(acc[t], rows, n, bias, y + (i + t) * ldy);
 }
 
-TERN_ARM_INLINE void tern_qa_linear(int kind, size_t m, size_t r0, size_t r1,
-                                    const tern_qrows *x, const tern_weight *w, const float *bias,
-                                    float *y, size_t ldy) {
+TERN_ARM_INLINE void tern_qa_linear(int kind, size_t m, size_t r0, size_t r1, const tern_qrows *x,
+                                    const tern_weight *w, const float *bias, float *y, size_t ldy) {
     for (size_t r = r0; r < r1; r += 4) {
         size_t i = 0;
-        for (; i + 2 <= m; i += 2) tern_qa_tile(kind, 2, i, r, r1, x, w, bias, y, ldy);
+        for (; i + 2 <= m; i += 2)
+            tern_qa_tile(kind, 2, i, r, r1, x, w, bias, y, ldy);
         if (i < m) tern_qa_tile(kind, 1, i, r, r1, x, w, bias, y, ldy);
     }
 }
 
 /* Entry points: TERN_QA_DEFINE(isa) defines the Q8 and Q4 kernels of a tier. */
-#define TERN_QA_DEFINE(isa)                                                                    \
-    void tern_qs8_q8w_linear_ukernel_2x4__##isa(size_t m, size_t r0, size_t r1,                 \
-                                                const tern_qrows *x, const tern_weight *w,      \
-                                                const float *bias, float *y, size_t ldy) {      \
-        if (!tern_qa_arm_supported(w)) {                                                       \
-            tern_qs8_q8w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);                   \
-        } else if (tern_qa_arm_kind(w) == TERN_QA_Q8) {                                        \
-            tern_qa_linear(TERN_QA_Q8, m, r0, r1, x, w, bias, y, ldy);                         \
-        } else {                                                                               \
-            tern_qa_linear(TERN_QA_Q8Z, m, r0, r1, x, w, bias, y, ldy);                        \
-        }                                                                                      \
-    }                                                                                          \
-    void tern_qs8_q4w_linear_ukernel_2x4__##isa(size_t m, size_t r0, size_t r1,                 \
-                                                const tern_qrows *x, const tern_weight *w,      \
-                                                const float *bias, float *y, size_t ldy) {      \
-        if (!tern_qa_arm_supported(w)) {                                                       \
-            tern_qs8_q4w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);                   \
-        } else if (tern_qa_arm_kind(w) == TERN_QA_Q4) {                                        \
-            tern_qa_linear(TERN_QA_Q4, m, r0, r1, x, w, bias, y, ldy);                         \
-        } else {                                                                               \
-            tern_qa_linear(TERN_QA_Q4Z, m, r0, r1, x, w, bias, y, ldy);                        \
-        }                                                                                      \
+#define TERN_QA_DEFINE(isa)                                                                        \
+    void tern_qs8_q8w_linear_ukernel_2x4__##isa(size_t m, size_t r0, size_t r1,                    \
+                                                const tern_qrows *x, const tern_weight *w,         \
+                                                const float *bias, float *y, size_t ldy) {         \
+        if (!tern_qa_arm_supported(w)) {                                                           \
+            tern_qs8_q8w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);                       \
+        } else if (tern_qa_arm_kind(w) == TERN_QA_Q8) {                                            \
+            tern_qa_linear(TERN_QA_Q8, m, r0, r1, x, w, bias, y, ldy);                             \
+        } else {                                                                                   \
+            tern_qa_linear(TERN_QA_Q8Z, m, r0, r1, x, w, bias, y, ldy);                            \
+        }                                                                                          \
+    }                                                                                              \
+    void tern_qs8_q4w_linear_ukernel_2x4__##isa(size_t m, size_t r0, size_t r1,                    \
+                                                const tern_qrows *x, const tern_weight *w,         \
+                                                const float *bias, float *y, size_t ldy) {         \
+        if (!tern_qa_arm_supported(w)) {                                                           \
+            tern_qs8_q4w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);                       \
+        } else if (tern_qa_arm_kind(w) == TERN_QA_Q4) {                                            \
+            tern_qa_linear(TERN_QA_Q4, m, r0, r1, x, w, bias, y, ldy);                             \
+        } else {                                                                                   \
+            tern_qa_linear(TERN_QA_Q4Z, m, r0, r1, x, w, bias, y, ldy);                            \
+        }                                                                                          \
     }
 
 #endif

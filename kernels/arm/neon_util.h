@@ -49,10 +49,8 @@ TERN_ARM_INLINE float32x4_t tern_arm_expf(float32x4_t x) {
     const int32x4_t ni = vcvtq_s32_f32(n);
     const int32x4_t n1 = vshrq_n_s32(ni, 1);
     const int32x4_t n2 = vsubq_s32(ni, n1);
-    const float32x4_t s1 =
-        vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
-    const float32x4_t s2 =
-        vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
+    const float32x4_t s1 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n1, vdupq_n_s32(127)), 23));
+    const float32x4_t s2 = vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(n2, vdupq_n_s32(127)), 23));
     return vmulq_f32(vmulq_f32(p, s1), s2);
 }
 

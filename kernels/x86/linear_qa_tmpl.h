@@ -79,6 +79,29 @@ TERN_X86_QA_INLINE __m256 tern_x86_qa_scales8(const uint16_t *scales, const size
         (short)scales[rows[6] * ng + g], (short)scales[rows[7] * ng + g]));
 }
 
+/* The scales of groups g .. g + 7 of the 8 rows (an 8 x 8 transpose of
+ * 16-bit values), out[i] holding group g + i of rows 0..7 as floats. */
+TERN_X86_QA_INLINE void tern_x86_qa_scales8x8(const uint16_t *scales, const size_t *rows,
+                                              size_t ng, size_t g, __m256 out[8]) {
+    __m128i r[8], t[8], u[8];
+    for (size_t j = 0; j < 8; j++)
+        r[j] = _mm_loadu_si128((const __m128i *)(const void *)(scales + rows[j] * ng + g));
+    for (size_t j = 0; j < 8; j += 2) {
+        t[j] = _mm_unpacklo_epi16(r[j], r[j + 1]);     /* groups 0-3 of rows j, j+1 */
+        t[j + 1] = _mm_unpackhi_epi16(r[j], r[j + 1]); /* groups 4-7 */
+    }
+    for (size_t h = 0; h < 2; h++) { /* rows 0-3, rows 4-7 */
+        u[4 * h + 0] = _mm_unpacklo_epi32(t[4 * h + 0], t[4 * h + 2]); /* groups 0, 1 */
+        u[4 * h + 1] = _mm_unpackhi_epi32(t[4 * h + 0], t[4 * h + 2]); /* groups 2, 3 */
+        u[4 * h + 2] = _mm_unpacklo_epi32(t[4 * h + 1], t[4 * h + 3]); /* groups 4, 5 */
+        u[4 * h + 3] = _mm_unpackhi_epi32(t[4 * h + 1], t[4 * h + 3]); /* groups 6, 7 */
+    }
+    for (size_t i = 0; i < 4; i++) {
+        out[2 * i] = _mm256_cvtph_ps(_mm_unpacklo_epi64(u[i], u[4 + i]));
+        out[2 * i + 1] = _mm256_cvtph_ps(_mm_unpackhi_epi64(u[i], u[4 + i]));
+    }
+}
+
 /* MT tokens share each group's scale and offset vectors. */
 #define TERN_X86_QA_MT 16
 
@@ -104,14 +127,21 @@ TERN_X86_QA_INLINE void tern_x86_qa_linear(int q4, size_t m, size_t r0, size_t r
             const size_t mt = m - t0 < TERN_X86_QA_MT ? m - t0 : TERN_X86_QA_MT;
             __m256 acc[TERN_X86_QA_MT];
             for (size_t t = 0; t < mt; t++) acc[t] = _mm256_setzero_ps();
+            __m256 dw8[8];
+            const __m256i zsym = _mm256_set1_epi32(q4 ? 8 : TERN_X86_QA_Q8_OFFSET(0, 0));
             for (size_t g = 0; g < ng; g++) {
-                const __m256 dw = tern_x86_qa_scales8(scales, rows, ng, g);
-                int32_t zo[8];
-                for (size_t j = 0; j < 8; j++) {
-                    const int z = asym ? zeros[rows[j] * ng + g] : 0;
-                    zo[j] = q4 ? (asym ? z : 8) : TERN_X86_QA_Q8_OFFSET(asym, z);
+                if (g % 8 == 0 && g + 8 <= ng) tern_x86_qa_scales8x8(scales, rows, ng, g, dw8);
+                const __m256 dw = g - g % 8 + 8 <= ng ? dw8[g % 8]
+                                                      : tern_x86_qa_scales8(scales, rows, ng, g);
+                __m256i zw = zsym;
+                if (asym) {
+                    int32_t zo[8];
+                    for (size_t j = 0; j < 8; j++) {
+                        const int z = zeros[rows[j] * ng + g];
+                        zo[j] = q4 ? z : TERN_X86_QA_Q8_OFFSET(1, z);
+                    }
+                    zw = _mm256_loadu_si256((const __m256i *)(const void *)zo);
                 }
-                const __m256i zw = _mm256_loadu_si256((const __m256i *)(const void *)zo);
                 for (size_t kb = 0; kb < nbg; kb++) {
                     const size_t b = g * nbg + kb;
                     /* the 8 rows' block, unpacked once for all tokens */

@@ -89,6 +89,7 @@ TERN_X86_INLINE void tern_x86_tile_q8(size_t MR, size_t NR, const tern_weight *w
                                       size_t ldy) {
     const size_t cols = w->cols, gs = w->group_size, ng = cols / gs;
     const int asym = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0; /* w = scale * q + min */
     const uint8_t *q = (const uint8_t *)w->values + r * cols;
     const uint8_t *zeros = (const uint8_t *)w->zeros;
     vf acc[4][8];
@@ -98,14 +99,17 @@ TERN_X86_INLINE void tern_x86_tile_q8(size_t MR, size_t NR, const tern_weight *w
         vf sc[8];
         TERN_X86_UNROLL for (size_t j = 0; j < NR; j++)
             sc[j] = vset1(tern_x86_f16(w->scales, (r + j) * ng + g));
-        if (asym) {
+        if (asym || has_min) {
             vi zv[8];
-            TERN_X86_UNROLL for (size_t j = 0; j < NR; j++)
-                zv[j] = vi_set1(zeros[(r + j) * ng + g]);
+            vf mn[8];
+            TERN_X86_UNROLL for (size_t j = 0; j < NR; j++) {
+                zv[j] = vi_set1(has_min ? 0 : zeros[(r + j) * ng + g]);
+                mn[j] = has_min ? vset1(tern_x86_f16(w->zeros, (r + j) * ng + g)) : vzero();
+            }
             for (size_t c = g * gs; c < (g + 1) * gs; c += VW) {
                 vf wv[8];
                 TERN_X86_UNROLL for (size_t j = 0; j < NR; j++)
-                    wv[j] = vmul(sc[j], vi_to_f(vi_sub(vload_u8i(q + j * cols + c), zv[j])));
+                    wv[j] = vadd(vmul(sc[j], vi_to_f(vi_sub(vload_u8i(q + j * cols + c), zv[j]))), mn[j]);
                 TERN_X86_UNROLL for (size_t i = 0; i < MR; i++) {
                     const vf xv = vload(x + i * ldx + c);
                     TERN_X86_UNROLL for (size_t j = 0; j < NR; j++)
@@ -135,6 +139,7 @@ TERN_X86_INLINE void tern_x86_tile_q4(size_t MR, size_t NR, const tern_weight *w
                                       size_t ldy) {
     const size_t cols = w->cols, gs = w->group_size, ng = cols / gs, half = gs / 2;
     const int asym = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0; /* w = scale * q + min */
     const uint8_t *q = (const uint8_t *)w->values + r * (cols / 2);
     const uint8_t *zeros = (const uint8_t *)w->zeros;
     const vi low = vi_set1(0xf);
@@ -142,18 +147,19 @@ TERN_X86_INLINE void tern_x86_tile_q4(size_t MR, size_t NR, const tern_weight *w
     TERN_X86_UNROLL for (size_t i = 0; i < MR; i++)
         TERN_X86_UNROLL for (size_t j = 0; j < NR; j++) acc[i][j] = vzero();
     for (size_t g = 0; g < ng; g++) {
-        vf sc[8];
+        vf sc[8], mn[8];
         vi zv[8];
         TERN_X86_UNROLL for (size_t j = 0; j < NR; j++) {
             sc[j] = vset1(tern_x86_f16(w->scales, (r + j) * ng + g));
-            zv[j] = vi_set1(asym ? zeros[(r + j) * ng + g] : 8);
+            zv[j] = vi_set1(has_min ? 0 : asym ? zeros[(r + j) * ng + g] : 8);
+            mn[j] = has_min ? vset1(tern_x86_f16(w->zeros, (r + j) * ng + g)) : vzero();
         }
         for (size_t jb = 0; jb < half; jb += VW) {
             vf wlo[8], whi[8];
             TERN_X86_UNROLL for (size_t j = 0; j < NR; j++) {
                 const vi b = vload_u8i(q + j * (cols / 2) + g * half + jb);
-                wlo[j] = vmul(sc[j], vi_to_f(vi_sub(vi_and(b, low), zv[j])));
-                whi[j] = vmul(sc[j], vi_to_f(vi_sub(vi_srli(b, 4), zv[j])));
+                wlo[j] = vadd(vmul(sc[j], vi_to_f(vi_sub(vi_and(b, low), zv[j]))), mn[j]);
+                whi[j] = vadd(vmul(sc[j], vi_to_f(vi_sub(vi_srli(b, 4), zv[j]))), mn[j]);
             }
             const size_t c = g * gs + jb;
             TERN_X86_UNROLL for (size_t i = 0; i < MR; i++) {
