@@ -570,7 +570,15 @@ tern_status tern_hf_tokenizer_load(const char *dir, json_object *cfg, uint32_t n
                        n_vocab);
         goto done;
     }
-    if (n_vocab > n) n = n_vocab; /* padded below, as llama.cpp does */
+    /* Holes are padded like llama.cpp does, but a lone huge id must not make
+     * us allocate gigabytes: without a vocab_size, ids stay near the count. */
+    uint64_t n_entries = (uint64_t)json_object_object_length(vocab) + (added ? json_object_array_length(added) : 0);
+    if (!n_vocab && n > n_entries + 65536) {
+        st = tern_fail(err, TERN_ERR_FORMAT, TJ "ids reach %u with only %llu tokens listed", n - 1,
+                       (unsigned long long)n_entries);
+        goto done;
+    }
+    if (n_vocab > n) n = n_vocab;
 
     t->tokens = calloc(n, sizeof *t->tokens);
     t->token_lens = calloc(n, sizeof *t->token_lens);

@@ -433,6 +433,9 @@ struct Bad {
     const char *needle;
 };
 
+// gtest prints parameters; without this it dumps Bad's padding bytes.
+void PrintTo(const Bad &b, std::ostream *os) { *os << b.what; }
+
 const char kOkModel[] = R"("model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b"]})";
 const char kPre[] = R"("pre_tokenizer":{"type":"ByteLevel"},"decoder":{"type":"ByteLevel"})";
 
@@ -469,6 +472,8 @@ INSTANTIATE_TEST_SUITE_P(
             TERN_ERR_FORMAT, "outside"},
         Bad{"id_overflow", R"({)" OKPRE R"(,"model":{"type":"BPE","vocab":{"a":99999999999999999999},"merges":[]}})",
             TERN_ERR_FORMAT, "outside"},
+        Bad{"id_sparse", R"({)" OKPRE R"(,"model":{"type":"BPE","vocab":{"a":0,"b":60000000},"merges":["a b"]}})",
+            TERN_ERR_FORMAT, "ids reach 60000000"},
         Bad{"duplicate_ids", R"({)" OKPRE R"(,"model":{"type":"BPE","vocab":{"a":0,"b":0},"merges":["a b"]}})",
             TERN_ERR_FORMAT, "both"},
         Bad{"added_conflict", R"({"added_tokens":[{"id":1,"content":"<s>","special":true}],)" OKPRE "," R"("model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":["a b"]}})",

@@ -31,6 +31,8 @@
 
 namespace {
 
+#if defined(__aarch64__)
+
 bool SameBits(float a, float b) {
     return std::memcmp(&a, &b, sizeof a) == 0;
 }
@@ -107,8 +109,6 @@ std::vector<float> RandomFloats(std::mt19937 &rng, size_t n, float lo, float hi)
         f = dist(rng);
     return v;
 }
-
-#if defined(__aarch64__)
 
 // ---- Float linear: bits independent of the tile ------------------------------
 

@@ -27,8 +27,9 @@ void tern_kernels_init_dotprod(tern_kernels *k);
 void tern_kernels_init_i8mm(tern_kernels *k);
 
 /* ---- neon: float activations (linear_neon.c). Tiles 1x8 (m == 1) and
- * 4x4 (tokens x rows). Q8 needs group_size % 4 == 0, Q4 group_size % 8 == 0,
- * other group sizes (and flags or layouts they do not know) run the ref. */
+ * 4x4 (tokens x rows). Q8/Q4 symmetric, with zero points or with HAS_MIN;
+ * Q8 needs group_size % 4 == 0, Q4 group_size % 8 == 0, other group sizes
+ * (and flags, layouts or sparsity they do not know) run the ref. */
 #define TERN_ARM_LINEAR_FN(name)                                                                   \
     void name(size_t m, size_t r0, size_t r1, const float *x, size_t ldx, const tern_weight *w,    \
               const float *bias, float *y, size_t ldy)
