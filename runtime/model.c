@@ -84,6 +84,12 @@ tern_status tern_model_open(const char *path, const tern_model_options *opts, te
         tern_fail_context(err, st, "%s", path);
         goto fail;
     }
+    if (m->tokenizer && tern_tokenizer_n_tokens(m->tokenizer) > m->n_vocab) {
+        st = tern_fail(err, TERN_ERR_FORMAT, "%s: the tokenizer has %u tokens but the model only %u logits",
+                       path, tern_tokenizer_n_tokens(m->tokenizer), m->n_vocab);
+        m->ops->unload(m);
+        goto fail;
+    }
     *out = m;
     return TERN_OK;
 fail:
