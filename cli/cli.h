@@ -49,6 +49,8 @@ int tern_cli_tokenize(int argc, char **argv);
 int tern_cli_detokenize(int argc, char **argv);
 int tern_cli_perplexity(int argc, char **argv);
 int tern_cli_classify(int argc, char **argv);
+/* `tern bench MODEL [-p N] [-n N] [-t 1,2] [-r REPS] [--json]`: pp/tg tokens/s. */
+int tern_cli_bench(int argc, char **argv);
 /* `tern logits MODEL --pixels IN.npy -o OUT.npy` for vision models. */
 int tern_cli_logits_pixels(const run_args *a);
 

@@ -36,6 +36,9 @@ static void usage(FILE *f) {
           "      float32 [T, vocab] logits of every position (--stepwise: one token at a time)\n"
           "  logits MODEL.tern --pixels IN.npy -o OUT.npy      (vision models)\n"
           "  classify MODEL.tern IMAGE... [--top K]            (vision models)\n"
+          "  bench MODEL.tern [-p 128] [-n 64] [-t 1,2] [-r 5] [--json]\n"
+          "      tokens/s of a prefill of -p tokens (ppN) and of -n one-token steps (tgN) per\n"
+          "      thread count, median of -r runs after a warm-up (0 skips a test)\n"
           "\n"
           "common options: -t THREADS, --ctx N, --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
           "                (or TERN_ISA in the environment)\n",
@@ -273,5 +276,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return tern_cli_tokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "detokenize")) return tern_cli_detokenize(argc - 2, argv + 2);
     if (!strcmp(cmd, "perplexity")) return tern_cli_perplexity(argc - 2, argv + 2);
+    if (!strcmp(cmd, "bench")) return tern_cli_bench(argc - 2, argv + 2);
     return tern_cli_bad_usage("unknown command '%s'", cmd);
 }

@@ -144,3 +144,52 @@ TEST_F(Cli, DamagedFilesAreRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+// The values of `"key": ` in each object of a flat JSON array, in order.
+std::vector<std::string> json_values(const std::string &s, const std::string &key) {
+    std::vector<std::string> out;
+    const std::string pat = "\"" + key + "\":";
+    for (size_t at = s.find(pat); at != std::string::npos; at = s.find(pat, at + 1)) {
+        size_t b = s.find_first_not_of(" ", at + pat.size());
+        size_t e = s.find_first_of(",}", b);
+        std::string v = s.substr(b, e - b);
+        if (!v.empty() && v.front() == '"') v = v.substr(1, v.size() - 2);
+        out.push_back(v);
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_F(Cli, BenchReportsEveryTestAsJson) {
+    CliRun r = run_tern("bench " + model_ + " -p 16 -n 8 -t 1,2 -r 2 --json", false);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    ASSERT_EQ(r.out.find_first_not_of(" \n"), r.out.find('[')) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '{'), 4) << r.out;
+    const std::vector<std::string> tests = json_values(r.out, "test"), threads = json_values(r.out, "threads");
+    EXPECT_EQ(tests, (std::vector<std::string>{"pp16", "tg8", "pp16", "tg8"})) << r.out;
+    EXPECT_EQ(threads, (std::vector<std::string>{"1", "1", "2", "2"})) << r.out;
+    const std::vector<std::string> rate = json_values(r.out, "tokens_per_s"), lo = json_values(r.out, "min"),
+                                   hi = json_values(r.out, "max"), bytes = json_values(r.out, "weight_bytes");
+    ASSERT_EQ(rate.size(), 4u);
+    ASSERT_EQ(lo.size(), 4u);
+    ASSERT_EQ(hi.size(), 4u);
+    ASSERT_EQ(bytes.size(), 4u);
+    for (size_t i = 0; i < 4; i++) {
+        const double t = std::atof(rate[i].c_str());
+        EXPECT_GT(t, 0.0) << r.out;
+        EXPECT_LE(std::atof(lo[i].c_str()), t) << r.out;
+        EXPECT_LE(t, std::atof(hi[i].c_str())) << r.out;
+        EXPECT_GT(std::atof(bytes[i].c_str()), 0.0) << r.out;
+    }
+    // -n 0 skips the generation test; the table form names the model's tests.
+    r = run_tern("bench " + model_ + " -p 4 -n 0 -t 1 -r 1", false);
+    ASSERT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_NE(r.out.find("pp4"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("tg"), std::string::npos) << r.out;
+    EXPECT_EQ(run_tern("bench " + model_ + " --frobnicate").exit_code, 2);
+    EXPECT_EQ(run_tern("bench " + model_ + " -t 0").exit_code, 2);
+    EXPECT_EQ(run_tern("bench " + model_ + " -r").exit_code, 2);
+}
