@@ -202,7 +202,7 @@ static tern_status walk_pre(json_object *p, pre_info *pi, int depth, tern_error 
         json_object *re = pat && json_object_get_type(pat) == json_type_object ? tern_hf_field(pat, "Regex") : NULL;
         if (!is_str(re))
             return tern_fail(err, TERN_ERR_UNSUPPORTED, TJ "a Split pre-tokenizer without a \"Regex\" pattern is not supported");
-        int invert;
+        int invert = 0; /* gcc -fsanitize=thread -O2 sees it maybe-uninitialized */
         if ((st = get_bool(p, "invert", TJ "Split ", 0, &invert, err))) return st;
         json_object *beh = tern_hf_field(p, "behavior");
         if (invert || (beh && !str_eq(beh, "Isolated")))

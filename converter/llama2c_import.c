@@ -87,6 +87,7 @@ static int parse_header(const uint8_t *p, size_t size, l2c_config *c) {
         c->shared_classifier = h[28] != 0;
     } else {
         c->shared_classifier = c->vocab_size > 0;
+        if (c->vocab_size == INT32_MIN) return -1; /* has no positive counterpart */
         if (c->vocab_size < 0) c->vocab_size = -c->vocab_size;
     }
     if (c->dim <= 0 || c->dim > MAX_DIM || c->hidden_dim <= 0 || c->hidden_dim > MAX_DIM ||

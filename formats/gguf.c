@@ -261,6 +261,8 @@ static tern_status read_value(cursor *c, tern_gguf_kv *kv, uint64_t **pool, uint
         c->pos += v->count * min_elem;
         return TERN_OK;
     }
+    /* An empty array needs no offsets (and the pool may not exist yet). */
+    if (v->count == 0) return TERN_OK;
     /* Offsets of every element, in the shared pool (allocated lazily, grown
      * geometrically; its total is bounded by the file size / 8). */
     if (*pool_used + v->count > *pool_cap) {
@@ -332,7 +334,7 @@ static tern_status parse(tern_gguf *g, tern_error *err) {
     for (uint64_t i = 0; i < g->n_kv; i++) {
         tern_gguf_value *v = &g->kvs[i].value;
         if (v->type == TERN_GGUF_ARRAY && v->elem_type == TERN_GGUF_STRING) {
-            v->str_offsets = g->str_offsets_pool + v->v.u;
+            v->str_offsets = v->count ? g->str_offsets_pool + v->v.u : NULL;
             v->v.u = 0;
         }
     }

@@ -92,6 +92,20 @@ tern_status tern_npy_read_f32(const char *path, float **data, uint32_t *ndim, ui
         tern_fail(err, st, "%s: scalar .npy arrays are not read", path);
         goto done;
     }
+    /* The shape is untrusted: check it against the bytes the file has left
+     * before allocating, so a short file cannot ask for terabytes. */
+    const long at = ftell(f);
+    long end = -1;
+    if (at >= 0 && fseek(f, 0, SEEK_END) == 0) end = ftell(f);
+    if (end < at || fseek(f, at, SEEK_SET) != 0) {
+        tern_fail(err, TERN_ERR_IO, "%s: cannot find the size of the file", path);
+        goto done;
+    }
+    if (count > (uint64_t)(end - at) / sizeof(float)) {
+        tern_fail(err, st, "%s: shape of %llu values needs %llu bytes but %ld follow the header", path,
+                  (unsigned long long)count, (unsigned long long)count * sizeof(float), end - at);
+        goto done;
+    }
     *data = malloc(count ? count * sizeof(float) : 1);
     if (!*data) {
         st = tern_fail(err, TERN_ERR_NO_MEMORY, "%s: out of memory", path);

@@ -3,12 +3,12 @@
 #ifndef TERN_RUNTIME_INTERNAL_H
 #define TERN_RUNTIME_INTERNAL_H
 
-#include <pthreadpool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
+#include "runtime/pool.h" /* pthreadpool.h, annotated under TSan */
 #include "runtime/tokenizer.h"
 #include "tern.h"
 

@@ -1,11 +1,17 @@
 /* Fuzz target: the .tern reader over memory. Whatever opens is walked
  * completely (every tensor view and plane byte, every metadata entry through
  * its typed getter), so a reference the validator let through that points
- * outside the buffer shows up under the sanitizers. tern_model_open takes a
- * path and is left to the file-based tests. */
+ * outside the buffer shows up under the sanitizers. Each input is opened as
+ * it is, then again with its file size and every checksum recomputed: without
+ * that, nearly every mutation stops at the first checksum and the fuzzer
+ * never reaches the structure behind it. tern_model_open takes a path and is
+ * left to the file-based tests. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <stddef.h>
+#include <xxhash.h>
 
 #include "formats/tern_file.h"
 
@@ -87,13 +93,34 @@ static void fuzz_walk(const tern_file *f) {
     (void)sink;
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    /* The reader wants a 64-byte aligned buffer, like a mapping; exactly size
-     * bytes of it, so that a read past the end reaches the sanitizers. */
-    void *mem = NULL;
-    if (posix_memalign(&mem, TERN_FILE_ALIGN, size ? size : 1) != 0) return 0;
-    uint8_t *copy = mem;
-    memcpy(copy, data, size);
+static void fuzz_put64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+
+/* Rewrites file_size, each section's XXH64 (where the section lies inside
+ * the buffer), the section table's and the header's, as a writer would. */
+static void fuzz_fix_checksums(uint8_t *b, size_t size) {
+    if (size < TERN_FILE_HEADER_SIZE) return;
+    fuzz_put64(b + offsetof(tern_file_header, file_size), size);
+    uint64_t table;
+    uint32_t count;
+    memcpy(&table, b + offsetof(tern_file_header, section_table_offset), 8);
+    memcpy(&count, b + offsetof(tern_file_header, section_count), 4);
+    const uint64_t entry = sizeof(tern_section_entry);
+    if (count <= TERN_FILE_MAX_SECTIONS && table <= size && count * entry <= size - table) {
+        for (uint32_t i = 0; i < count; i++) {
+            uint8_t *e = b + table + i * entry;
+            uint64_t off, len;
+            memcpy(&off, e + offsetof(tern_section_entry, offset), 8);
+            memcpy(&len, e + offsetof(tern_section_entry, size), 8);
+            if (off <= size && len <= size - off)
+                fuzz_put64(e + offsetof(tern_section_entry, xxh64), XXH64(b + off, len, 0));
+        }
+        fuzz_put64(b + offsetof(tern_file_header, section_table_xxh64), XXH64(b + table, count * entry, 0));
+    }
+    fuzz_put64(b + offsetof(tern_file_header, header_xxh64),
+               XXH64(b, offsetof(tern_file_header, header_xxh64), 0));
+}
+
+static void fuzz_open(const uint8_t *copy, size_t size) {
     for (int verify = 0; verify <= 1; verify++) {
         tern_file f;
         tern_error err;
@@ -102,6 +129,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             tern_file_close(&f);
         }
     }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    /* The reader wants a 64-byte aligned buffer, like a mapping; exactly size
+     * bytes of it, so that a read past the end reaches the sanitizers. */
+    void *mem = NULL;
+    if (posix_memalign(&mem, TERN_FILE_ALIGN, size ? size : 1) != 0) return 0;
+    uint8_t *copy = mem;
+    memcpy(copy, data, size);
+    fuzz_open(copy, size);
+    fuzz_fix_checksums(copy, size);
+    fuzz_open(copy, size);
     free(copy);
     return 0;
 }
