@@ -20,6 +20,7 @@
 #include "kernels/ref/ref.h"
 #include "runtime/internal.h"
 #include "tern.h"
+#include "tests/test_gguf_writer.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -468,117 +469,6 @@ TEST(QuantStories, Q8GreedyTokensMatchFloat) {
 
 // ---- GGUF blocks kept exactly --------------------------------------------------
 
-struct GgufTensor {
-    std::string name;
-    std::vector<uint64_t> shape;  // row-major (outermost first)
-    uint32_t type;
-    std::vector<uint8_t> data;
-};
-
-void put_u32(std::vector<uint8_t> &b, uint32_t v) { b.insert(b.end(), (uint8_t *)&v, (uint8_t *)&v + 4); }
-void put_u64(std::vector<uint8_t> &b, uint64_t v) { b.insert(b.end(), (uint8_t *)&v, (uint8_t *)&v + 8); }
-void put_str(std::vector<uint8_t> &b, const std::string &s) {
-    put_u64(b, s.size());
-    b.insert(b.end(), s.begin(), s.end());
-}
-
-// A GGUF v3 file (as tests/test_text.cc writes it): u32 metadata, f32
-// metadata, tensors aligned to 32.
-std::vector<uint8_t> gguf_file(const std::map<std::string, uint32_t> &ints, const std::map<std::string, float> &floats,
-                               const std::vector<GgufTensor> &ts) {
-    std::vector<uint8_t> b = {'G', 'G', 'U', 'F'};
-    put_u32(b, 3);
-    put_u64(b, ts.size());
-    put_u64(b, ints.size() + floats.size() + 1);
-    put_str(b, "general.architecture");
-    put_u32(b, 8);
-    put_str(b, "llama");
-    for (auto &kv : ints) {
-        put_str(b, kv.first);
-        put_u32(b, 4);
-        put_u32(b, kv.second);
-    }
-    for (auto &kv : floats) {
-        put_str(b, kv.first);
-        put_u32(b, 6);
-        b.insert(b.end(), (uint8_t *)&kv.second, (uint8_t *)&kv.second + 4);
-    }
-    uint64_t off = 0;
-    for (auto &t : ts) {
-        put_str(b, t.name);
-        put_u32(b, (uint32_t)t.shape.size());
-        for (size_t i = t.shape.size(); i-- > 0;) put_u64(b, t.shape[i]);
-        put_u32(b, t.type);
-        put_u64(b, off);
-        off += (t.data.size() + 31) / 32 * 32;
-    }
-    while (b.size() % 32) b.push_back(0);
-    for (auto &t : ts) {
-        b.insert(b.end(), t.data.begin(), t.data.end());
-        while (b.size() % 32) b.push_back(0);
-    }
-    return b;
-}
-
-// ggml blocks of 32 (type 8 Q8_0, 2 Q4_0, 3 Q4_1), quantised as llama.cpp does
-// (Q4_0: d = max / -8 with max the value of largest magnitude). Q8_0 block
-// `plant` (if any) gets a -128 code, to check that tern reads it as ggml does.
-std::vector<uint8_t> ggml_quantize(const std::vector<float> &x, uint32_t type, size_t plant = SIZE_MAX) {
-    std::vector<uint8_t> out;
-    auto put16 = [&](uint16_t h) { out.push_back(h & 0xff), out.push_back(h >> 8); };
-    for (size_t b = 0; b < x.size(); b += 32) {
-        float amax = 0, mx_signed = 0, mn = x[b], mx = x[b];
-        for (int j = 0; j < 32; j++) {
-            if (std::fabs(x[b + j]) > amax) amax = std::fabs(x[b + j]), mx_signed = x[b + j];
-            mn = std::min(mn, x[b + j]);
-            mx = std::max(mx, x[b + j]);
-        }
-        if (type == 8) {
-            float d = amax / 127;
-            put16(tern_f32_to_f16(d));
-            for (int j = 0; j < 32; j++) out.push_back((uint8_t)(int8_t)std::lround(d ? x[b + j] / d : 0));
-            if (b / 32 == plant) out[out.size() - 1] = 0x80;  // -128
-        } else if (type == 2) {
-            float d = mx_signed / -8;
-            put16(tern_f32_to_f16(d));
-            auto q = [&](float v) { return (uint8_t)std::min(15L, std::max(0L, std::lround(d ? v / d : 0) + 8)); };
-            for (int j = 0; j < 16; j++) out.push_back(q(x[b + j]) | q(x[b + j + 16]) << 4);
-        } else {
-            float d = (mx - mn) / 15;
-            put16(tern_f32_to_f16(d));
-            put16(tern_f32_to_f16(mn));
-            auto q = [&](float v) { return (uint8_t)std::min(15L, std::max(0L, std::lround(d ? (v - mn) / d : 0))); };
-            for (int j = 0; j < 16; j++) out.push_back(q(x[b + j]) | q(x[b + j + 16]) << 4);
-        }
-    }
-    return out;
-}
-
-// ggml's dequantisation (dequantize_row_q8_0 / q4_0 / q4_1), independent of tern.
-std::vector<float> ggml_dequantize(const std::vector<uint8_t> &q, uint32_t type, size_t n) {
-    std::vector<float> out(n);
-    const size_t bs = type == 8 ? 34 : type == 2 ? 18 : 20;
-    for (size_t b = 0; b < n / 32; b++) {
-        const uint8_t *p = &q[b * bs];
-        const float d = tern_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-        if (type == 8) {
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = (float)(int8_t)p[2 + j] * d;
-        } else if (type == 2) {
-            for (int j = 0; j < 16; j++) {
-                out[b * 32 + j] = (float)((p[2 + j] & 15) - 8) * d;
-                out[b * 32 + j + 16] = (float)((p[2 + j] >> 4) - 8) * d;
-            }
-        } else {
-            const float m = tern_f16_to_f32((uint16_t)(p[2] | p[3] << 8));
-            for (int j = 0; j < 16; j++) {
-                out[b * 32 + j] = (float)(p[4 + j] & 15) * d + m;
-                out[b * 32 + j + 16] = (float)(p[4 + j] >> 4) * d + m;
-            }
-        }
-    }
-    return out;
-}
-
 class GgufKeep : public testing::TestWithParam<uint32_t> {};
 
 TEST_P(GgufKeep, BlocksAreStoredExactly) {
@@ -609,13 +499,13 @@ TEST_P(GgufKeep, BlocksAreStoredExactly) {
     const Ref ref = load_ref(dir + "/reference.safetensors");
     int32_t unused = 0;
     while (std::find(ref.tokens.begin(), ref.tokens.end(), unused) != ref.tokens.end()) unused++;
-    std::vector<GgufTensor> ts;
+    std::vector<test_gguf::GgufTensor> ts;
     std::map<std::string, std::vector<float>> expected;  // ggml's values of each quantised tensor
     auto add = [&](const std::string &name, std::vector<float> v, std::vector<uint64_t> shape, bool quant) {
-        GgufTensor t{name, shape, quant ? qtype : 0u, {}};
+        test_gguf::GgufTensor t{name, shape, quant ? qtype : 0u, {}};
         if (quant) {
-            t.data = ggml_quantize(v, qtype, name == "token_embd.weight" ? (size_t)unused * E / 32 : SIZE_MAX);
-            expected[name] = ggml_dequantize(t.data, qtype, v.size());
+            t.data = test_gguf::ggml_quantize(v, qtype, name == "token_embd.weight" ? (size_t)unused * E / 32 : SIZE_MAX);
+            expected[name] = test_gguf::ggml_dequantize(t.data, qtype, v.size());
         } else {
             t.data.assign((const uint8_t *)v.data(), (const uint8_t *)(v.data() + v.size()));
         }
@@ -637,7 +527,7 @@ TEST_P(GgufKeep, BlocksAreStoredExactly) {
         add(b + "ffn_down.weight", get(p + "mlp.down_proj.weight"), {E, F}, true);
     }
     tern_safetensors_close(&st);
-    std::vector<uint8_t> file = gguf_file(
+    std::vector<uint8_t> file = test_gguf::gguf_file(
         {{"llama.context_length", 128}, {"llama.embedding_length", E}, {"llama.block_count", L},
          {"llama.feed_forward_length", F}, {"llama.attention.head_count", H}, {"llama.attention.head_count_kv", HKV}},
         {{"llama.rope.freq_base", 10000.0f}, {"llama.attention.layer_norm_rms_epsilon", 1e-5f}}, ts);
@@ -739,7 +629,7 @@ TEST_P(GgufKeep, EveryTierComputesTheKeptValues) {
     ASSERT_EQ(tern_safetensors_open((dir + "/model.safetensors").c_str(), &st, &err), TERN_OK);
     // A one-layer-free model is enough: every matrix of the fixture, quantised.
     const int L = 2, H = 6, HKV = 2, HD = 16, E = 96, F = 256, V = 512;
-    std::vector<GgufTensor> ts;
+    std::vector<test_gguf::GgufTensor> ts;
     auto add = [&](const std::string &name, const std::string &src, std::vector<uint64_t> shape, bool quant) {
         const tern_st_tensor *t = tern_safetensors_find(&st, src.c_str());
         std::vector<float> v(t->n_elements);
@@ -754,8 +644,8 @@ TEST_P(GgufKeep, EveryTierComputesTheKeptValues) {
                                     E * sizeof(float));
             v = p;
         }
-        GgufTensor g{name, shape, quant ? qtype : 0u, {}};
-        g.data = quant ? ggml_quantize(v, qtype)
+        test_gguf::GgufTensor g{name, shape, quant ? qtype : 0u, {}};
+        g.data = quant ? test_gguf::ggml_quantize(v, qtype)
                        : std::vector<uint8_t>((const uint8_t *)v.data(), (const uint8_t *)(v.data() + v.size()));
         ts.push_back(std::move(g));
     };
@@ -775,7 +665,7 @@ TEST_P(GgufKeep, EveryTierComputesTheKeptValues) {
         add(b + "ffn_down.weight", p + "mlp.down_proj.weight", {E, F}, true);
     }
     tern_safetensors_close(&st);
-    std::vector<uint8_t> file = gguf_file(
+    std::vector<uint8_t> file = test_gguf::gguf_file(
         {{"llama.context_length", 128}, {"llama.embedding_length", E}, {"llama.block_count", L},
          {"llama.feed_forward_length", F}, {"llama.attention.head_count", H}, {"llama.attention.head_count_kv", HKV}},
         {{"llama.rope.freq_base", 10000.0f}, {"llama.attention.layer_norm_rms_epsilon", 1e-5f}}, ts);

@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "formats/tern_file.h"
 #include "tern.h"
+#include "tests/test_gguf_writer.h"
 #include "tests/test_reference.h"
 
 namespace {
@@ -367,114 +368,6 @@ TEST(Chat, KeepsTheHistoryAndSaysWhenTheContextIsFull) {
 
 // ---- GGUF: the llama fixture written as GGUF the way llama.cpp does ---------
 
-struct GgufTensor {
-    std::string name;
-    std::vector<uint64_t> shape;  // row-major (outermost first)
-    uint32_t type;
-    std::vector<uint8_t> data;
-};
-
-void put_u32(std::vector<uint8_t> &b, uint32_t v) { b.insert(b.end(), (uint8_t *)&v, (uint8_t *)&v + 4); }
-void put_u64(std::vector<uint8_t> &b, uint64_t v) { b.insert(b.end(), (uint8_t *)&v, (uint8_t *)&v + 8); }
-void put_str(std::vector<uint8_t> &b, const std::string &s) {
-    put_u64(b, s.size());
-    b.insert(b.end(), s.begin(), s.end());
-}
-
-std::vector<uint8_t> gguf_file(const std::map<std::string, std::pair<uint32_t, uint64_t>> &ints,
-                               const std::map<std::string, float> &floats, const std::vector<GgufTensor> &ts) {
-    std::vector<uint8_t> b = {'G', 'G', 'U', 'F'};
-    put_u32(b, 3);
-    put_u64(b, ts.size());
-    put_u64(b, ints.size() + floats.size() + 1);
-    put_str(b, "general.architecture");
-    put_u32(b, 8);
-    put_str(b, "llama");
-    for (auto &kv : ints) {
-        put_str(b, kv.first);
-        put_u32(b, kv.second.first);
-        put_u32(b, (uint32_t)kv.second.second);
-    }
-    for (auto &kv : floats) {
-        put_str(b, kv.first);
-        put_u32(b, 6);
-        b.insert(b.end(), (uint8_t *)&kv.second, (uint8_t *)&kv.second + 4);
-    }
-    uint64_t off = 0;
-    for (auto &t : ts) {
-        put_str(b, t.name);
-        put_u32(b, (uint32_t)t.shape.size());
-        for (size_t i = t.shape.size(); i-- > 0;) put_u64(b, t.shape[i]);
-        put_u32(b, t.type);
-        put_u64(b, off);
-        off += (t.data.size() + 31) / 32 * 32;
-    }
-    while (b.size() % 32) b.push_back(0);
-    for (auto &t : ts) {
-        b.insert(b.end(), t.data.begin(), t.data.end());
-        while (b.size() % 32) b.push_back(0);
-    }
-    return b;
-}
-
-uint16_t f16(float x) { return tern_f32_to_f16(x); }
-
-// Quantises a row-major float array into ggml blocks of 32 (type 8, 2 or 3).
-std::vector<uint8_t> quantize(const std::vector<float> &x, uint32_t type) {
-    std::vector<uint8_t> out;
-    for (size_t b = 0; b < x.size(); b += 32) {
-        float amax = 0, mn = x[b], mx = x[b];
-        for (int j = 0; j < 32; j++) {
-            amax = std::max(amax, std::fabs(x[b + j]));
-            mn = std::min(mn, x[b + j]);
-            mx = std::max(mx, x[b + j]);
-        }
-        auto put16 = [&](uint16_t h) { out.push_back(h & 0xff), out.push_back(h >> 8); };
-        if (type == 0) {  // F32
-            out.insert(out.end(), (const uint8_t *)&x[b], (const uint8_t *)&x[b + 32]);
-        } else if (type == 8) {  // Q8_0
-            float d = amax / 127;
-            put16(f16(d));
-            for (int j = 0; j < 32; j++) out.push_back((uint8_t)(int8_t)std::lround(d ? x[b + j] / d : 0));
-        } else if (type == 2) {  // Q4_0
-            float d = amax / 8;
-            put16(f16(d));
-            for (int j = 0; j < 16; j++) {
-                auto q = [&](float v) { return (uint8_t)std::min(15L, std::max(0L, std::lround(d ? v / d : 0) + 8)); };
-                out.push_back(q(x[b + j]) | q(x[b + j + 16]) << 4);
-            }
-        } else {  // Q4_1
-            float d = (mx - mn) / 15;
-            put16(f16(d));
-            put16(f16(mn));
-            for (int j = 0; j < 16; j++) {
-                auto q = [&](float v) { return (uint8_t)std::min(15L, std::max(0L, std::lround(d ? (v - mn) / d : 0))); };
-                out.push_back(q(x[b + j]) | q(x[b + j + 16]) << 4);
-            }
-        }
-    }
-    return out;
-}
-
-// The ggml dequantisation, written independently of the importer.
-std::vector<float> dequantize(const std::vector<uint8_t> &q, uint32_t type, size_t n) {
-    std::vector<float> out(n);
-    const size_t bs = type == 8 ? 34 : type == 2 ? 18 : 20;
-    for (size_t b = 0; b < n / 32; b++) {
-        const uint8_t *p = &q[b * bs];
-        float d = tern_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-        if (type == 8) {
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = d * (int8_t)p[2 + j];
-        } else if (type == 2) {
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = d * (((j < 16 ? p[2 + j] : p[2 + j - 16] >> 4) & 15) - 8);
-        } else {
-            float m = tern_f16_to_f32((uint16_t)(p[2] | p[3] << 8));
-            for (int j = 0; j < 32; j++) out[b * 32 + j] = d * ((j < 16 ? p[4 + j] : p[4 + j - 16] >> 4) & 15) + m;
-        }
-    }
-    return out;
-}
-
 class Gguf : public testing::TestWithParam<uint32_t> {};
 
 TEST_P(Gguf, LlamaFixtureThroughGguf) {
@@ -501,12 +394,12 @@ TEST_P(Gguf, LlamaFixtureThroughGguf) {
                                 E * sizeof(float));
         return out;
     };
-    std::vector<GgufTensor> ts;
+    std::vector<test_gguf::GgufTensor> ts;
     std::map<std::string, std::vector<float>> expected;  // what the .tern must hold (f32)
     auto add = [&](const std::string &name, std::vector<float> v, std::vector<uint64_t> shape, bool quant) {
-        GgufTensor t{name, shape, quant ? qtype : 0u, {}};
-        t.data = quantize(v, t.type);
-        expected[name] = t.type ? dequantize(t.data, t.type, v.size()) : v;
+        test_gguf::GgufTensor t{name, shape, quant ? qtype : 0u, {}};
+        t.data = test_gguf::ggml_quantize(v, t.type);
+        expected[name] = t.type ? test_gguf::ggml_dequantize(t.data, t.type, v.size()) : v;
         ts.push_back(std::move(t));
     };
     add("token_embd.weight", get("model.embed_tokens.weight"), {V, E}, true);
@@ -525,10 +418,10 @@ TEST_P(Gguf, LlamaFixtureThroughGguf) {
         add(b + "ffn_down.weight", get(p + "mlp.down_proj.weight"), {E, F}, true);
     }
     tern_safetensors_close(&st);
-    std::vector<uint8_t> file = gguf_file(
-        {{"llama.context_length", {4, 128}}, {"llama.embedding_length", {4, E}}, {"llama.block_count", {4, L}},
-         {"llama.feed_forward_length", {4, F}}, {"llama.attention.head_count", {4, H}},
-         {"llama.attention.head_count_kv", {4, HKV}}},
+    std::vector<uint8_t> file = test_gguf::gguf_file(
+        {{"llama.context_length", 128}, {"llama.embedding_length", E}, {"llama.block_count", L},
+         {"llama.feed_forward_length", F}, {"llama.attention.head_count", H},
+         {"llama.attention.head_count_kv", HKV}},
         {{"llama.rope.freq_base", 10000.0f}, {"llama.attention.layer_norm_rms_epsilon", 1e-5f}}, ts);
     std::string tmp = test_temp_dir(), gguf = tmp + "/m.gguf", out = tmp + "/m.tern";
     ASSERT_TRUE(test_write_file(gguf, file.data(), file.size()));
