@@ -126,8 +126,15 @@ typedef struct tern_session_options {
     uint32_t n_threads;  /* 0: one per performance core */
     uint32_t n_ctx;      /* 0: the model's maximum */
     uint32_t max_batch;  /* largest prefill chunk; 0: 64 */
-    uint8_t reserved[64];
+    uint8_t kv_cache;    /* tern_kv_type of the attention cache; 0: F32 */
+    uint8_t reserved[63];
 } tern_session_options;
+
+typedef enum tern_kv_type {
+    TERN_KV_F32 = 0,
+    TERN_KV_F16 = 1,
+    TERN_KV_Q8 = 2, /* INT8 with a scale per head and position */
+} tern_kv_type;
 
 TERN_API void tern_session_options_default(tern_session_options *opts);
 TERN_API tern_status tern_session_create(tern_model *model, const tern_session_options *opts,
@@ -285,8 +292,31 @@ typedef struct tern_convert_options {
     tern_io_weights output_weights; /* output.weight (a tied output follows the embedding) */
     uint8_t asymmetric;             /* 1: a uint8 zero point per group */
     uint8_t clip_search;            /* 1: per group, the clipped range with the least squared error */
-    uint8_t reserved[50];           /* zero; 64 bytes less what the fields above took */
+    /* Calibration-based methods (docs/quantization.md, docs/sparsity.md). */
+    uint8_t method;                 /* tern_quant_method; 0: RTN */
+    uint8_t prune;                  /* tern_prune_method; 0: dense */
+    uint8_t sparse_n, sparse_m;     /* N:M pattern when prune != 0 (e.g. 2, 4) */
+    uint8_t act_order;              /* GPTQ: columns in order of decreasing Hessian diagonal */
+    uint8_t reserved0;
+    uint32_t calib_tokens;          /* calibration tokens to use; 0: 2048 */
+    const char *calib_path;         /* calibration text (.txt) or token ids; NULL: none */
+    const char *sparse_layers;      /* glob over tensor names to prune; NULL: every linear in blocks */
+    uint8_t reserved[24];           /* zero; keeps sizeof at 96 */
 } tern_convert_options;
+
+typedef enum tern_quant_method {
+    TERN_METHOD_RTN = 0,
+    TERN_METHOD_GPTQ = 1,
+    TERN_METHOD_AWQ = 2,
+    TERN_METHOD_SMOOTHQUANT = 3,
+} tern_quant_method;
+
+typedef enum tern_prune_method {
+    TERN_PRUNE_NONE = 0,
+    TERN_PRUNE_MAGNITUDE = 1,
+    TERN_PRUNE_WANDA = 2,
+    TERN_PRUNE_SPARSEGPT = 3,
+} tern_prune_method;
 
 TERN_API void tern_convert_options_default(tern_convert_options *opts);
 /* Converts a checkpoint (HF folder, ...) into a .tern file. Writes to a
