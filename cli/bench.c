@@ -1,16 +1,22 @@
 /* `tern bench`: end-to-end speed of a model, as llama.cpp's llama-bench
  * measures it. ppN feeds N tokens as one batch into an empty session (the
  * prefill path); tgN feeds N tokens one at a time, each with its logits (the
- * decode path). Token ids are random: speed does not depend on the text. */
+ * decode path). Token ids are random: speed does not depend on the text.
+ * --board NAME adds the decode roofline of a target board (boards/NAME/
+ * profile.txt): the weight bytes one token reads over the board's sustained
+ * memory bandwidth, the most tokens/s decode can reach there. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "formats/keys.h"
 #include "formats/tern_file.h"
+#include "kernels/cpu_features.h"
 
 #define BENCH_MAX_THREADS 64 /* entries in one -t list */
 #define BENCH_MAX_REPS 10000
@@ -18,12 +24,14 @@
 typedef struct bench_args {
     const char *model;
     const char *isa;
+    const char *board;
     uint32_t n_prompt;
     uint32_t n_gen;
     uint32_t reps;
     uint32_t threads[BENCH_MAX_THREADS];
     size_t n_threads;
     int json;
+    uint8_t kv_cache; /* --kv f32|f16|q8 */
 } bench_args;
 
 /* One test's result: tokens/s of each repetition, summarised. */
@@ -66,7 +74,7 @@ static int parse_bench_args(int argc, char **argv, bench_args *a) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         int rc;
         if (!strcmp(arg, "-p") || !strcmp(arg, "-n") || !strcmp(arg, "-r") || !strcmp(arg, "--reps") ||
-            !strcmp(arg, "-t") || !strcmp(arg, "--threads") || !strcmp(arg, "--isa")) {
+            !strcmp(arg, "-t") || !strcmp(arg, "--threads") || !strcmp(arg, "--isa") || !strcmp(arg, "--board") || !strcmp(arg, "--kv")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", arg);
             i++;
         }
@@ -83,6 +91,11 @@ static int parse_bench_args(int argc, char **argv, bench_args *a) {
             if ((rc = parse_thread_list(val, a))) return rc;
         } else if (!strcmp(arg, "--isa")) {
             a->isa = val;
+        } else if (!strcmp(arg, "--board")) {
+            a->board = val;
+        } else if (!strcmp(arg, "--kv")) {
+            if (tern_cli_parse_kv(val, &a->kv_cache))
+                return tern_cli_bad_usage("unknown KV cache type '%s' (f32, f16, q8)", val);
         } else if (!strcmp(arg, "--json")) {
             a->json = 1;
         } else if (arg[0] == '-' && arg[1]) {
@@ -125,6 +138,74 @@ static int per_token_weight_bytes(const char *path, uint64_t *out) {
     if (embd_rows) total += embd_bytes / embd_rows;
     if (embd_rows && !has_output) total += embd_bytes;
     *out = total;
+    return 0;
+}
+
+/* The decode roofline on a board: with 1 thread, and with its default thread
+ * count (the performance cores, kernels/dispatch.c). */
+typedef struct bench_roofline {
+    tern_board board;
+    tern_isa isa;        /* the tier tern would pick there */
+    uint32_t threads;    /* tern_default_threads there */
+    double gbs_1t, gbs;  /* sustained bandwidth, 1 thread and `threads` */
+    double tps_1t, tps;  /* bytes per token / bandwidth */
+} bench_roofline;
+
+static int is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* NAME with a '/' is a profile file or a board folder; a bare NAME is looked
+ * up as NAME/profile.txt in $TERN_BOARDS_DIR, ./boards, then beside the
+ * program (../share/tern/boards installed, ../../boards in a build tree). */
+static int find_board_profile(const char *name, char *path, size_t cap) {
+    if (strchr(name, '/')) {
+        if (is_dir(name)) snprintf(path, cap, "%s/profile.txt", name);
+        else snprintf(path, cap, "%s", name);
+        return 0;
+    }
+    char exe_dir[4096] = "";
+    const ssize_t n = readlink("/proc/self/exe", exe_dir, sizeof exe_dir - 1);
+    if (n > 0) {
+        exe_dir[n] = '\0';
+        char *slash = strrchr(exe_dir, '/');
+        if (slash) *slash = '\0';
+    }
+    const char *env = getenv("TERN_BOARDS_DIR");
+    const char *roots[4] = {env && *env ? env : NULL, "boards", NULL, NULL};
+    char installed[4200], build_tree[4200];
+    if (exe_dir[0]) {
+        snprintf(installed, sizeof installed, "%s/../share/tern/boards", exe_dir);
+        snprintf(build_tree, sizeof build_tree, "%s/../../boards", exe_dir);
+        roots[2] = installed;
+        roots[3] = build_tree;
+    }
+    for (size_t i = 0; i < 4; i++) {
+        if (!roots[i]) continue;
+        if (snprintf(path, cap, "%s/%s/profile.txt", roots[i], name) < (int)cap && is_file(path)) return 0;
+    }
+    fprintf(stderr, "tern bench: no board '%s' (looked for %s/profile.txt in $TERN_BOARDS_DIR, ./boards and "
+            "beside the program; a path to a profile works too)\n", name, name);
+    return 1;
+}
+
+static int board_roofline(const char *name, uint64_t per_token_bytes, bench_roofline *r) {
+    char path[4400];
+    if (find_board_profile(name, path, sizeof path)) return 1;
+    tern_error err = {0};
+    if (tern_board_load(path, &r->board, &err) != TERN_OK) return tern_cli_fail("bench", &err);
+    r->isa = tern_isa_select(&r->board.cpu, TERN_ISA_MASK_ALL);
+    r->threads = tern_default_threads(&r->board.cpu);
+    r->gbs_1t = tern_board_bandwidth_gbs(&r->board, 1);
+    r->gbs = tern_board_bandwidth_gbs(&r->board, r->threads);
+    r->tps_1t = r->gbs_1t * 1e9 / (double)(per_token_bytes ? per_token_bytes : 1);
+    r->tps = r->gbs * 1e9 / (double)(per_token_bytes ? per_token_bytes : 1);
     return 0;
 }
 
@@ -207,7 +288,8 @@ static void print_json_string(const char *s) {
 }
 
 static void print_results(const bench_args *a, const tern_model_info *info, const char *name,
-                          uint64_t per_token_bytes, const bench_result *res, size_t n_res) {
+                          uint64_t per_token_bytes, const bench_roofline *roof, const bench_result *res,
+                          size_t n_res) {
     const char *isa = tern_isa_name(info->isa);
     if (a->json) {
         printf("[\n");
@@ -218,10 +300,18 @@ static void print_results(const bench_args *a, const tern_model_info *info, cons
             print_json_string(isa);
             printf(", \"test\": \"%s\", \"threads\": %u, \"reps\": %u, \"tokens_per_s\": %.4f, "
                    "\"stddev\": %.4f, \"min\": %.4f, \"max\": %.4f, \"weight_bytes\": %llu, "
-                   "\"model_bytes\": %llu, \"n_params\": %llu}%s\n",
+                   "\"model_bytes\": %llu, \"n_params\": %llu",
                    res[i].test, res[i].threads, a->reps, res[i].median, res[i].stddev, res[i].min, res[i].max,
                    (unsigned long long)per_token_bytes, (unsigned long long)info->weight_bytes,
-                   (unsigned long long)info->n_params, i + 1 < n_res ? "," : "");
+                   (unsigned long long)info->n_params);
+            if (roof) {
+                printf(", \"board\": ");
+                print_json_string(roof->board.name);
+                printf(", \"board_isa\": \"%s\", \"board_threads\": %u, \"board_gbs_1t\": %.4f, "
+                       "\"board_gbs\": %.4f, \"roofline_tokens_per_s_1t\": %.4f, \"roofline_tokens_per_s\": %.4f",
+                       tern_isa_name(roof->isa), roof->threads, roof->gbs_1t, roof->gbs, roof->tps_1t, roof->tps);
+            }
+            printf("}%s\n", i + 1 < n_res ? "," : "");
         }
         printf("]\n");
         return;
@@ -247,6 +337,13 @@ static void print_results(const bench_args *a, const tern_model_info *info, cons
     }
     printf("\nweights read per generated token: %.2f MiB, %u repetitions after one warm-up\n",
            per_token_bytes / (1024.0 * 1024.0), a->reps);
+    if (roof) {
+        const tern_board *b = &roof->board;
+        printf("decode roofline on %s (%s, %s, tier %s): %.2f tok/s with 1 thread (%.2f GB/s), "
+               "%.2f tok/s with %u threads (%.2f GB/s); bandwidths from boards/%s/profile.txt\n",
+               b->name, b->soc, b->mem_type[0] ? b->mem_type : "memory", tern_isa_name(roof->isa), roof->tps_1t,
+               roof->gbs_1t, roof->tps, roof->threads, roof->gbs, b->name);
+    }
 }
 
 int tern_cli_bench(int argc, char **argv) {
@@ -284,6 +381,8 @@ int tern_cli_bench(int argc, char **argv) {
     bench_result res[2 * BENCH_MAX_THREADS];
     size_t n_res = 0;
     if ((rc = per_token_weight_bytes(a.model, &per_token_bytes))) goto done;
+    bench_roofline roof;
+    if (a.board && (rc = board_roofline(a.board, per_token_bytes, &roof))) goto done;
 
     /* tg uses tokens[0..n_gen], pp tokens[0..n_prompt). */
     const size_t n_tokens = (a.n_prompt > a.n_gen + 1 ? a.n_prompt : a.n_gen + 1);
@@ -303,6 +402,7 @@ int tern_cli_bench(int argc, char **argv) {
         tern_session_options_default(&so);
         so.n_threads = a.threads[t];
         so.n_ctx = a.n_prompt + a.n_gen + 1;
+        so.kv_cache = a.kv_cache;
         tern_session *s = NULL;
         if (tern_session_create(model, &so, &s, &err) != TERN_OK) {
             rc = tern_cli_fail("bench", &err);
@@ -322,7 +422,7 @@ int tern_cli_bench(int argc, char **argv) {
         }
         tern_session_destroy(s);
     }
-    if (!rc) print_results(&a, &info, name, per_token_bytes, res, n_res);
+    if (!rc) print_results(&a, &info, name, per_token_bytes, a.board ? &roof : NULL, res, n_res);
 
 done:
     free(tokens);

@@ -20,6 +20,7 @@ typedef struct run_args {
     const char *isa;
     uint32_t threads;
     uint32_t n_ctx;
+    uint8_t kv_cache; /* --kv f32|f16|q8: tern_kv_type */
     uint32_t n_predict;
     int n_predict_set;
     int stepwise;
@@ -35,12 +36,26 @@ int tern_cli_parse_u32(const char *s, uint32_t *out);
 int tern_cli_parse_float(const char *s, float *out);
 /* Options of the model-running commands; 0 or an exit code. */
 int tern_cli_parse_run_args(int argc, char **argv, run_args *a);
+/* "f32", "f16" or "q8" into *out (tern_kv_type); 1 when unknown. */
+int tern_cli_parse_kv(const char *s, uint8_t *out);
 /* "1,2,3" -> malloc'ed int32 array. */
 int tern_cli_parse_tokens(const char *s, int32_t **out, size_t *n);
 /* Opens a.model and a session with a's options; 0 or an exit code. */
 int tern_cli_open_model(const run_args *a, tern_model **model, tern_session **session,
                         tern_model_info *info);
 double tern_cli_now_seconds(void);
+
+/* Log-softmax pieces of one row of logits, in double: the largest value, the
+ * log of sum(exp(x - max)), and the first index of the largest value. */
+typedef struct tern_cli_row_stats {
+    double max, log_z;
+    uint32_t argmax;
+} tern_cli_row_stats;
+tern_cli_row_stats tern_cli_row_stats_of(const float *row, uint32_t n);
+/* KL(base || model) = sum_v p_base(v) (log p_base(v) - log p_model(v)) of
+ * two rows of logits with their stats, in double. */
+double tern_cli_row_kl(const float *base, tern_cli_row_stats bs, const float *model, tern_cli_row_stats ms,
+                       uint32_t n);
 
 /* Sub-commands in other files. */
 int tern_cli_generate(int argc, char **argv);

@@ -36,6 +36,14 @@ int tern_cli_parse_float(const char *s, float *out) {
     return (errno || end == s || *end) ? -1 : 0;
 }
 
+int tern_cli_parse_kv(const char *s, uint8_t *out) {
+    if (!strcmp(s, "f32")) *out = TERN_KV_F32;
+    else if (!strcmp(s, "f16")) *out = TERN_KV_F16;
+    else if (!strcmp(s, "q8")) *out = TERN_KV_Q8;
+    else return 1;
+    return 0;
+}
+
 int tern_cli_parse_run_args(int argc, char **argv, run_args *a) {
     memset(a, 0, sizeof *a);
     a->sampling.top_p = 1.0f;
@@ -67,6 +75,10 @@ int tern_cli_parse_run_args(int argc, char **argv, run_args *a) {
         } else if (!strcmp(arg, "-t") || !strcmp(arg, "--threads")) {
             NEED_VALUE;
             if (tern_cli_parse_u32(val, &a->threads)) return tern_cli_bad_usage("bad thread count '%s'", val);
+        } else if (!strcmp(arg, "--kv")) {
+            NEED_VALUE;
+            if (tern_cli_parse_kv(val, &a->kv_cache))
+                return tern_cli_bad_usage("unknown KV cache type '%s' (f32, f16, q8)", val);
         } else if (!strcmp(arg, "--ctx")) {
             NEED_VALUE;
             if (tern_cli_parse_u32(val, &a->n_ctx)) return tern_cli_bad_usage("bad context size '%s'", val);
@@ -155,6 +167,7 @@ int tern_cli_open_model(const run_args *a, tern_model **model, tern_session **se
     tern_session_options_default(&so);
     so.n_threads = a->threads;
     so.n_ctx = a->n_ctx;
+    so.kv_cache = a->kv_cache;
     if (tern_session_create(*model, &so, session, &err) != TERN_OK) {
         tern_model_close(*model);
         return tern_cli_fail("session", &err);

@@ -22,7 +22,13 @@ static void usage(FILE *f) {
           "      convert a checkpoint (Hugging Face folder, GGUF or llama2.c file) into a .tern\n"
           "      file; q8/q4: round-to-nearest groups (--group 0: one per row), keep: GGUF\n"
           "      Q8_0/Q4_0/Q4_1 as they are; --embed/--output f32|f16|bf16|q8|q4|keep: token\n"
-          "      embedding / output layer (default q8 for q8/q4 bodies)\n"
+          "      embedding / output layer (default q8 for q8/q4 bodies); --layout tiles|rows:\n"
+          "      q8/q4 layers in the integer kernels' 16-row tiles (default) or row by row\n"
+          "      [--method rtn|gptq|awq|smoothquant --calib FILE|DIR [--calib-tokens N] [--act-order]]\n"
+          "      calibration-based quantisation (docs/quantization.md) on a text, a .ids file of\n"
+          "      token ids or (ViT) a folder of images; --calib-tokens: default 2048\n"
+          "      [--sparsity N:M [--prune magnitude|wanda|sparsegpt] [--sparse-layers GLOB]]\n"
+          "      N:M structured sparsity of the block matrices (default magnitude)\n"
           "  info MODEL.tern [--verify]\n"
           "      architecture, hyper-parameters, tensor table, bytes per encoding\n"
           "  generate MODEL.tern (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -31,16 +37,21 @@ static void usage(FILE *f) {
           "      multi-turn chat with the model's template, one user message per line of input\n"
           "  tokenize MODEL.tern|VOCAB.gguf [--ids] [--bos]    (text on standard input)\n"
           "  detokenize MODEL.tern                             (token ids on standard input)\n"
-          "  perplexity MODEL.tern -f FILE.txt [--ctx N] [--stride S] [--json]\n"
+          "  perplexity MODEL.tern -f FILE.txt [--ctx N] [--stride S | --chunks] [--kl-base BASE.tern] [--json]\n"
+          "      perplexity of a text; --kl-base: also KL(base || model) of the next-token\n"
+          "      distributions and top-1 agreement with BASE (same tokenizer) on the same tokens\n"
           "  logits MODEL.tern --tokens 1,2,3 [--stepwise] -o OUT.npy\n"
           "      float32 [T, vocab] logits of every position (--stepwise: one token at a time)\n"
           "  logits MODEL.tern --pixels IN.npy -o OUT.npy      (vision models)\n"
-          "  classify MODEL.tern IMAGE... [--top K]            (vision models)\n"
-          "  bench MODEL.tern [-p 128] [-n 64] [-t 1,2] [-r 5] [--json]\n"
+          "  classify MODEL.tern IMAGE... [--top K] [--base BASE.tern] [--json]   (vision models)\n"
+          "      top classes per image; --base: top-1 agreement and mean KL(base || model) with BASE\n"
+          "  bench MODEL.tern [-p 128] [-n 64] [-t 1,2] [-r 5] [--json] [--board NAME]\n"
           "      tokens/s of a prefill of -p tokens (ppN) and of -n one-token steps (tgN) per\n"
-          "      thread count, median of -r runs after a warm-up (0 skips a test)\n"
+          "      thread count, median of -r runs after a warm-up (0 skips a test); --board: also\n"
+          "      the decode roofline on boards/NAME (bytes per token / memory bandwidth)\n"
           "\n"
-          "common options: -t THREADS, --ctx N, --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
+          "common options: -t THREADS, --ctx N, --kv f32|f16|q8 (KV cache),\n"
+          "                --isa ref|avx2|avx512|avx512vnni|neon|dotprod|i8mm\n"
           "                (or TERN_ISA in the environment)\n",
           f);
 }
@@ -96,6 +107,11 @@ static int cmd_convert(int argc, char **argv) {
             opts.asymmetric = 1;
         } else if (!strcmp(argv[i], "--clip-search")) {
             opts.clip_search = 1;
+        } else if (!strcmp(argv[i], "--layout")) {
+            if (!val || (strcmp(val, "tiles") && strcmp(val, "rows")))
+                return tern_cli_bad_usage("%s needs tiles or rows", argv[i]);
+            opts.row_major = !strcmp(val, "rows");
+            i++;
         } else if (!strcmp(argv[i], "--weights")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             i++;
@@ -109,6 +125,43 @@ static int cmd_convert(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--tokenizer")) {
             if (!val) return tern_cli_bad_usage("%s needs a value", argv[i]);
             opts.tokenizer_path = argv[++i];
+        } else if (!strcmp(argv[i], "--method")) {
+            static const char *const methods[] = {"rtn", "gptq", "awq", "smoothquant"};
+            int found = -1;
+            for (int k = 0; val && k < 4; k++)
+                if (!strcmp(val, methods[k])) found = k;
+            if (found < 0) return tern_cli_bad_usage("%s needs rtn, gptq, awq or smoothquant", argv[i]);
+            opts.method = (uint8_t)found;
+            i++;
+        } else if (!strcmp(argv[i], "--calib")) {
+            if (!val) return tern_cli_bad_usage("%s needs a file (text, .ids) or a folder of images", argv[i]);
+            opts.calib_path = argv[++i];
+        } else if (!strcmp(argv[i], "--calib-tokens")) {
+            if (!val || tern_cli_parse_u32(val, &opts.calib_tokens) || opts.calib_tokens == 0)
+                return tern_cli_bad_usage("bad --calib-tokens value '%s'", val ? val : "");
+            i++;
+        } else if (!strcmp(argv[i], "--act-order")) {
+            opts.act_order = 1;
+        } else if (!strcmp(argv[i], "--sparsity")) {
+            unsigned n = 0, m = 0;
+            char tail;
+            if (!val || sscanf(val, "%u:%u%c", &n, &m, &tail) != 2 || n == 0 || m == 0 || n > m || m > 255)
+                return tern_cli_bad_usage("%s needs N:M (e.g. 2:4)", argv[i]);
+            opts.sparse_n = (uint8_t)n;
+            opts.sparse_m = (uint8_t)m;
+            if (!opts.prune) opts.prune = TERN_PRUNE_MAGNITUDE;
+            i++;
+        } else if (!strcmp(argv[i], "--prune")) {
+            static const char *const prunes[] = {"none", "magnitude", "wanda", "sparsegpt"};
+            int found = -1;
+            for (int k = 0; val && k < 4; k++)
+                if (!strcmp(val, prunes[k])) found = k;
+            if (found < 0) return tern_cli_bad_usage("%s needs magnitude, wanda or sparsegpt", argv[i]);
+            opts.prune = (uint8_t)found;
+            i++;
+        } else if (!strcmp(argv[i], "--sparse-layers")) {
+            if (!val) return tern_cli_bad_usage("%s needs a glob over tensor names", argv[i]);
+            opts.sparse_layers = argv[++i];
         } else if (argv[i][0] == '-') {
             return tern_cli_bad_usage("unknown option '%s'", argv[i]);
         } else if (!src) {
@@ -190,6 +243,7 @@ static int cmd_info(int argc, char **argv) {
         printf("%-18s %12" PRIu64 " %8.3f", shape, bytes, elems ? 8.0 * bytes / elems : 0.0);
         if (v.desc.sparse_m) printf("  %u:%u sparse", v.desc.sparse_n, v.desc.sparse_m);
         if (v.desc.group_size) printf("  group %u", v.desc.group_size);
+        if (v.desc.layout == TERN_LAYOUT_ROW_INTERLEAVED) printf("  tiles of %u rows", v.desc.tile_rows);
         printf("\n");
         if (v.desc.encoding < TERN_ENC_COUNT_) {
             enc_bytes[v.desc.encoding] += bytes;

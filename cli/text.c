@@ -22,7 +22,7 @@ static char *read_stream(FILE *f, size_t *len) {
     while ((got = fread(buf + n, 1, cap - n, f)) > 0) {
         n += got;
         if (n == cap) {
-            char *grown = cap > ((size_t)1 << 32) ? NULL : realloc(buf, cap *= 2);
+            char *grown = cap / 2 > ((size_t)1 << 31) ? NULL : realloc(buf, cap *= 2);
             if (!grown) {
                 free(buf);
                 return NULL;
@@ -515,6 +515,79 @@ done:
 
 /* ---- perplexity ------------------------------------------------------------------------ */
 
+tern_cli_row_stats tern_cli_row_stats_of(const float *row, uint32_t n) {
+    tern_cli_row_stats r = {row[0], 0, 0};
+    for (uint32_t v = 1; v < n; v++)
+        if (row[v] > r.max) {
+            r.max = row[v];
+            r.argmax = v;
+        }
+    double z = 0;
+    for (uint32_t v = 0; v < n; v++) z += exp((double)row[v] - r.max);
+    r.log_z = log(z);
+    return r;
+}
+
+double tern_cli_row_kl(const float *base, tern_cli_row_stats bs, const float *model, tern_cli_row_stats ms,
+                       uint32_t n) {
+    double kl = 0;
+    for (uint32_t v = 0; v < n; v++) {
+        const double lb = (double)base[v] - bs.max - bs.log_z;
+        const double lm = (double)model[v] - ms.max - ms.log_z;
+        kl += exp(lb) * (lb - lm);
+    }
+    return kl > 0 ? kl : 0; /* rounding can leave -1e-17 for identical rows */
+}
+
+static int cmp_double(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Value at fraction q of sorted v[n] (linear interpolation). */
+static double quantile(const double *v, size_t n, double q) {
+    if (n == 0) return 0;
+    const double at = q * (double)(n - 1);
+    const size_t i = (size_t)at;
+    return i + 1 < n ? v[i] + (at - (double)i) * (v[i + 1] - v[i]) : v[n - 1];
+}
+
+/* Mean and standard error of the mean from a sum and sum of squares. */
+static double mean_se(double sum, double sum_sq, uint64_t n) {
+    if (n < 2) return 0;
+    const double mean = sum / (double)n;
+    const double var = (sum_sq / (double)n - mean * mean) * (double)n / (double)(n - 1);
+    return sqrt(var > 0 ? var : 0) / sqrt((double)n);
+}
+
+/* The base model of --kl-base must see exactly the tokens the model sees. */
+static int same_vocabulary(const char *model_path, const tern_model_info *mi, const int32_t *ids,
+                           size_t n_ids, const char *base_path, const tern_model_info *bi,
+                           const int32_t *base_ids, size_t n_base) {
+    if (mi->n_vocab != bi->n_vocab) {
+        fprintf(stderr,
+                "tern perplexity: %s has a vocabulary of %u tokens and %s one of %u; --kl-base needs "
+                "models with the same vocabulary\n",
+                model_path, mi->n_vocab, base_path, bi->n_vocab);
+        return 0;
+    }
+    if (mi->bos_token != bi->bos_token || mi->adds_bos != bi->adds_bos) {
+        fprintf(stderr, "tern perplexity: %s and %s have different BOS tokens (%d, %d); --kl-base needs "
+                "the same tokenizer\n", model_path, base_path, mi->bos_token, bi->bos_token);
+        return 0;
+    }
+    size_t i = 0;
+    while (i < n_ids && i < n_base && ids[i] == base_ids[i]) i++;
+    if (i < n_ids || i < n_base) {
+        fprintf(stderr,
+                "tern perplexity: the tokenizers of %s and %s split the text differently (%zu and %zu "
+                "tokens, first difference at token %zu); --kl-base needs the same tokenizer\n",
+                model_path, base_path, n_ids, n_base, i);
+        return 0;
+    }
+    return 1;
+}
+
 /* Two schemes:
  *  - strided (default): windows of --ctx tokens advancing by --stride, each
  *    scoring the tokens no earlier window scored, with the rest as context
@@ -522,11 +595,16 @@ done:
  *    when the model has one;
  *  - --chunks: llama.cpp's llama-perplexity: non-overlapping chunks of --ctx
  *    tokens, the first replaced by BOS when the tokenizer adds one, scoring
- *    the second half of each chunk, so figures compare with llama.cpp's. */
+ *    the second half of each chunk, so figures compare with llama.cpp's.
+ * --kl-base BASE runs BASE on the same windows and compares the next-token
+ * distributions at the scored positions (llama.cpp's --kl-divergence): mean
+ * KL(base || model), its spread, and how often both argmaxes agree. Only one
+ * window of logits per model is held at a time. */
 int tern_cli_perplexity(int argc, char **argv) {
     run_args a;
     int json = 0, chunks = 0;
     uint32_t stride = 0;
+    const char *base_path = NULL;
     char **rest = malloc((size_t)(argc + 1) * sizeof *rest);
     int n_rest = 0;
     if (!rest) return 1;
@@ -541,6 +619,12 @@ int tern_cli_perplexity(int argc, char **argv) {
                 return tern_cli_bad_usage("%s", "--stride needs a positive number");
             }
             i++;
+        } else if (!strcmp(argv[i], "--kl-base")) {
+            if (i + 1 >= argc) {
+                free(rest);
+                return tern_cli_bad_usage("%s", "--kl-base needs a BASE.tern model");
+            }
+            base_path = argv[++i];
         } else {
             rest[n_rest++] = argv[i];
         }
@@ -562,21 +646,43 @@ int tern_cli_perplexity(int argc, char **argv) {
         return 1;
     }
     if (!a.n_ctx) a.n_ctx = 512;
-    tern_model *model;
-    tern_session *session;
-    tern_model_info info;
+    tern_model *model, *base = NULL;
+    tern_session *session, *base_session = NULL;
+    tern_model_info info, base_info;
     if ((rc = tern_cli_open_model(&a, &model, &session, &info))) {
         free(text);
         return rc;
     }
     rc = 1;
     tern_error err = {0};
-    int32_t *ids = NULL, *window = NULL;
-    float *logits = NULL;
-    size_t n_ids = 0;
+    int32_t *ids = NULL, *base_ids = NULL, *window = NULL;
+    float *logits = NULL, *base_logits = NULL;
+    double *kls = NULL;
+    size_t n_ids = 0, n_base_ids = 0;
     if (tokenize(model, text, len, 0, &ids, &n_ids, &err) != TERN_OK) {
         rc = tern_cli_fail("perplexity", &err);
         goto done;
+    }
+    if (base_path) {
+        run_args ba = a;
+        ba.model = base_path;
+        tern_model *bm;
+        tern_session *bs;
+        /* On failure the out-pointers may hold a closed model: keep them local. */
+        if ((rc = tern_cli_open_model(&ba, &bm, &bs, &base_info))) goto done;
+        base = bm;
+        base_session = bs;
+        rc = 1;
+        if (!tern_model_has_tokenizer(base)) {
+            fprintf(stderr, "tern perplexity: %s has no tokenizer\n", base_path);
+            goto done;
+        }
+        if (tokenize(base, text, len, 0, &base_ids, &n_base_ids, &err) != TERN_OK) {
+            rc = tern_cli_fail("perplexity", &err);
+            goto done;
+        }
+        if (!same_vocabulary(a.model, &info, ids, n_ids, base_path, &base_info, base_ids, n_base_ids))
+            goto done;
     }
     const uint32_t ctx = a.n_ctx;
     if (!stride) stride = ctx / 2 ? ctx / 2 : 1;
@@ -588,14 +694,19 @@ int tern_cli_perplexity(int argc, char **argv) {
     }
     window = malloc((size_t)ctx * sizeof *window);
     logits = malloc((size_t)ctx * info.n_vocab * sizeof(float));
-    if (!window || !logits) {
+    if (base) {
+        base_logits = malloc((size_t)ctx * info.n_vocab * sizeof(float));
+        kls = malloc(n_ids * sizeof *kls); /* one per scored token, at most n_ids */
+    }
+    if (!window || !logits || (base && (!base_logits || !kls))) {
         fprintf(stderr, "tern perplexity: out of memory for a window of %u tokens\n", ctx);
         goto done;
     }
     /* Positions in `ids` are scored from `scored` on; a window holds
      * ids[begin, begin + len) (behind a BOS for the first one). */
-    double sum = 0, sum_sq = 0;
-    uint64_t count = 0;
+    double sum = 0, sum_sq = 0, base_sum = 0, base_sum_sq = 0, kl_sum = 0, kl_sum_sq = 0;
+    double ratio_sum = 0, ratio_sum_sq = 0; /* nll - base nll, per token */
+    uint64_t count = 0, agree = 0;
     size_t scored = 1;
     double t0 = tern_cli_now_seconds();
     if (chunks) {
@@ -620,7 +731,9 @@ int tern_cli_perplexity(int argc, char **argv) {
             scored = begin + ctx / 2 + 1; /* llama.cpp scores rows [ctx/2, ctx - 1) */
         }
         if (tern_session_truncate(session, 0, &err) != TERN_OK ||
-            tern_session_feed(session, window, w, logits, TERN_LOGITS_ALL, &err) != TERN_OK) {
+            tern_session_feed(session, window, w, logits, TERN_LOGITS_ALL, &err) != TERN_OK ||
+            (base && (tern_session_truncate(base_session, 0, &err) != TERN_OK ||
+                      tern_session_feed(base_session, window, w, base_logits, TERN_LOGITS_ALL, &err) != TERN_OK))) {
             rc = tern_cli_fail("perplexity", &err);
             goto done;
         }
@@ -629,13 +742,24 @@ int tern_cli_perplexity(int argc, char **argv) {
             const size_t target = begin + r + 1 - (size_t)lead;
             if (target < scored) continue;
             const float *row = logits + r * info.n_vocab;
-            double max = row[0];
-            for (uint32_t v = 1; v < info.n_vocab; v++) max = row[v] > max ? row[v] : max;
-            double z = 0;
-            for (uint32_t v = 0; v < info.n_vocab; v++) z += exp((double)row[v] - max);
-            const double nll = -((double)row[ids[target]] - max - log(z));
+            const tern_cli_row_stats ms = tern_cli_row_stats_of(row, info.n_vocab);
+            const double nll = -((double)row[ids[target]] - ms.max - ms.log_z);
             sum += nll;
             sum_sq += nll * nll;
+            if (base) {
+                const float *brow = base_logits + r * info.n_vocab;
+                const tern_cli_row_stats bs = tern_cli_row_stats_of(brow, info.n_vocab);
+                const double bnll = -((double)brow[ids[target]] - bs.max - bs.log_z);
+                const double kl = tern_cli_row_kl(brow, bs, row, ms, info.n_vocab);
+                base_sum += bnll;
+                base_sum_sq += bnll * bnll;
+                ratio_sum += nll - bnll;
+                ratio_sum_sq += (nll - bnll) * (nll - bnll);
+                kl_sum += kl;
+                kl_sum_sq += kl * kl;
+                kls[count] = kl;
+                agree += bs.argmax == ms.argmax;
+            }
             count++;
         }
         scored = begin + take;
@@ -646,12 +770,11 @@ int tern_cli_perplexity(int argc, char **argv) {
     double t1 = tern_cli_now_seconds();
     if (!json && isatty(STDERR_FILENO)) fputc('\n', stderr);
     const double mean = sum / (double)count;
-    const double var = count > 1 ? (sum_sq / (double)count - mean * mean) * (double)count / (double)(count - 1) : 0;
-    const double se = sqrt(var > 0 ? var : 0) / sqrt((double)count);
+    const double se = mean_se(sum, sum_sq, count);
     const double ppl = exp(mean);
     if (json) {
         printf("{\"ppl\": %.6f, \"ppl_se\": %.6f, \"nll\": %.6f, \"nll_se\": %.6f, \"tokens\": %llu, "
-               "\"ctx\": %u, \"stride\": %u, \"seconds\": %.3f}\n",
+               "\"ctx\": %u, \"stride\": %u, \"seconds\": %.3f",
                ppl, ppl * se, mean, se, (unsigned long long)count, ctx, stride, t1 - t0);
     } else {
         printf("file: %s (%zu tokens; %s %u, stride %u)\n", a.file, n_ids,
@@ -659,6 +782,34 @@ int tern_cli_perplexity(int argc, char **argv) {
         printf("mean NLL: %.6f +/- %.6f nats per token (%llu tokens scored)\n", mean, se,
                (unsigned long long)count);
         printf("perplexity: %.4f +/- %.4f\n", ppl, ppl * se);
+    }
+    if (base) {
+        const double n = (double)count;
+        const double base_mean = base_sum / n, kl_mean = kl_sum / n, p = (double)agree / n;
+        const double kl_se = mean_se(kl_sum, kl_sum_sq, count);
+        const double ratio_se = mean_se(ratio_sum, ratio_sum_sq, count);
+        const double p_se = count > 1 ? sqrt(p * (1 - p) / (n - 1)) : 0;
+        qsort(kls, count, sizeof *kls, cmp_double);
+        const double kl_median = quantile(kls, count, 0.5), kl_p99 = quantile(kls, count, 0.99);
+        const double kl_max = count ? kls[count - 1] : 0;
+        if (json) {
+            printf(", \"base_ppl\": %.6f, \"base_nll\": %.6f, \"base_nll_se\": %.6f, \"ln_ppl_ratio\": %.6f, "
+                   "\"ln_ppl_ratio_se\": %.6f, \"kl\": %.8f, \"kl_se\": %.8f, \"kl_median\": %.8f, "
+                   "\"kl_p99\": %.8f, \"kl_max\": %.8f, \"top1_agreement\": %.6f, \"top1_agreement_se\": %.6f",
+                   exp(base_mean), base_mean, mean_se(base_sum, base_sum_sq, count), ratio_sum / n, ratio_se,
+                   kl_mean, kl_se, kl_median, kl_p99, kl_max, p, p_se);
+        } else {
+            printf("base %s: perplexity %.4f, mean NLL %.6f\n", base_path, exp(base_mean), base_mean);
+            printf("mean ln(PPL/PPL(base)): %.6f +/- %.6f\n", ratio_sum / n, ratio_se);
+            printf("KL divergence KL(base || model): mean %.6f +/- %.6f, median %.6f, 99%% %.6f, max %.6f\n",
+                   kl_mean, kl_se, kl_median, kl_p99, kl_max);
+            printf("top-1 agreement: %.4f +/- %.4f (%llu of %llu tokens)\n", p, p_se,
+                   (unsigned long long)agree, (unsigned long long)count);
+        }
+    }
+    if (json) {
+        printf("}\n");
+    } else {
         fflush(stdout);
         fprintf(stderr, "%.2f s, %.1f tokens/s\n", t1 - t0, (double)count / (t1 - t0));
     }
@@ -666,9 +817,14 @@ int tern_cli_perplexity(int argc, char **argv) {
 done:
     free(text);
     free(ids);
+    free(base_ids);
     free(window);
     free(logits);
+    free(base_logits);
+    free(kls);
     tern_session_destroy(session);
     tern_model_close(model);
+    tern_session_destroy(base_session);
+    tern_model_close(base);
     return rc;
 }

@@ -51,10 +51,35 @@ static void print_top(const tern_model *model, const char *path, const float *lo
     }
 }
 
+/* A path as a JSON string. */
+static void print_json_string(const char *s) {
+    putchar('"');
+    for (; *s; s++) {
+        const unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+/* Agreement of a model with its base over the images run so far. */
+typedef struct {
+    uint64_t n, agree;
+    double kl_sum, kl_sum_sq, kl_max;
+} agreement;
+
+/* `tern classify MODEL [--base BASE.tern] [--json] IMAGE...`: the top classes
+ * of each image; with --base, BASE runs on the same pixels and a summary gives
+ * the top-1 agreement and the mean KL(base || model) of the class
+ * distributions over the images (the quality of a quantised ViT against its
+ * float model). --json prints one object instead of the tables. */
 int tern_cli_classify(int argc, char **argv) {
     run_args a;
     memset(&a, 0, sizeof a);
     uint32_t top = 5;
+    int json = 0;
+    const char *base_path = NULL;
     char **images = calloc(argc > 0 ? (size_t)argc : 1, sizeof *images);
     size_t n_images = 0;
     if (!images) return 1;
@@ -75,12 +100,16 @@ int tern_cli_classify(int argc, char **argv) {
                 return tern_cli_bad_usage("bad thread count '%s'", val ? val : "");
             }
             i++;
-        } else if (!strcmp(arg, "--isa")) {
+        } else if (!strcmp(arg, "--isa") || !strcmp(arg, "--base")) {
             if (!val) {
                 free(images);
                 return tern_cli_bad_usage("%s needs a value", arg);
             }
-            a.isa = argv[++i];
+            if (arg[2] == 'i') a.isa = val;
+            else base_path = val;
+            i++;
+        } else if (!strcmp(arg, "--json")) {
+            json = 1;
         } else if (!strcmp(arg, "--verify")) {
             a.verify = 1;
         } else if (arg[0] == '-' && arg[1]) {
@@ -96,26 +125,53 @@ int tern_cli_classify(int argc, char **argv) {
         free(images);
         return tern_cli_bad_usage("%s", "classify needs a model and at least one image");
     }
-    tern_model *model;
-    tern_session *session;
-    tern_model_info info;
-    tern_image_config ic;
+    tern_model *model, *base = NULL;
+    tern_session *session, *base_session = NULL;
+    tern_model_info info, base_info;
+    tern_image_config ic, base_ic;
     int rc = open_vision_model(&a, &model, &session, &info, &ic);
     if (rc) {
         free(images);
         return rc;
     }
+    float *pixels = NULL, *logits = NULL, *base_logits = NULL;
+    int32_t *order = NULL;
+    if (base_path) {
+        run_args ba = a;
+        ba.model = base_path;
+        tern_model *bm;
+        tern_session *bs;
+        /* On failure the out-pointers may hold a closed model: keep them local. */
+        if ((rc = open_vision_model(&ba, &bm, &bs, &base_info, &base_ic))) goto done;
+        base = bm;
+        base_session = bs;
+        if (base_info.n_vocab != info.n_vocab || base_ic.channels != ic.channels ||
+            base_ic.height != ic.height || base_ic.width != ic.width) {
+            fprintf(stderr,
+                    "tern classify: %s (%u classes, %ux%ux%u input) and %s (%u classes, %ux%ux%u input) "
+                    "cannot be compared: --base needs the same classes and input shape\n",
+                    a.model, info.n_vocab, ic.channels, ic.height, ic.width, base_path, base_info.n_vocab,
+                    base_ic.channels, base_ic.height, base_ic.width);
+            rc = 1;
+            goto done;
+        }
+    }
     const size_t per_image = (size_t)ic.channels * ic.height * ic.width;
-    float *pixels = malloc(CLASSIFY_BATCH * per_image * sizeof *pixels);
-    float *logits = malloc(CLASSIFY_BATCH * (size_t)info.n_vocab * sizeof *logits);
-    int32_t *order = malloc((size_t)info.n_vocab * sizeof *order);
+    pixels = malloc(CLASSIFY_BATCH * per_image * sizeof *pixels);
+    logits = malloc(CLASSIFY_BATCH * (size_t)info.n_vocab * sizeof *logits);
+    order = malloc((size_t)info.n_vocab * sizeof *order);
+    if (base) base_logits = malloc(CLASSIFY_BATCH * (size_t)info.n_vocab * sizeof *base_logits);
     const char *names[CLASSIFY_BATCH];
-    if (!pixels || !logits || !order) {
+    if (!pixels || !logits || !order || (base && !base_logits)) {
         fprintf(stderr, "tern classify: out of memory\n");
         rc = 1;
         goto done;
     }
-    /* Batches of decoded images; one that fails to decode is reported and skipped. */
+    agreement ag = {0};
+    double seconds = 0;
+    if (json) printf("{\"images\": [");
+    /* Batches of decoded images; one that fails to decode is reported and
+     * skipped. Both models see the pixels preprocessed the model's way. */
     for (size_t next = 0; next < n_images;) {
         size_t n = 0;
         while (n < CLASSIFY_BATCH && next < n_images) {
@@ -136,20 +192,68 @@ int tern_cli_classify(int argc, char **argv) {
         }
         if (n == 0) continue;
         tern_error err = {0};
-        if (tern_session_classify(session, pixels, n, logits, &err) != TERN_OK) {
+        const double t0 = tern_cli_now_seconds();
+        const tern_status st = tern_session_classify(session, pixels, n, logits, &err);
+        seconds += tern_cli_now_seconds() - t0; /* the model's time only, not decoding or the base */
+        if (st != TERN_OK ||
+            (base && tern_session_classify(base_session, pixels, n, base_logits, &err) != TERN_OK)) {
             rc = tern_cli_fail("classify", &err);
             goto done;
         }
-        for (size_t i = 0; i < n; i++)
-            print_top(model, names[i], logits + i * info.n_vocab, info.n_vocab, top, order);
+        for (size_t i = 0; i < n; i++) {
+            const float *row = logits + i * info.n_vocab;
+            const tern_cli_row_stats ms = tern_cli_row_stats_of(row, info.n_vocab);
+            tern_cli_row_stats bs = {0, 0, 0};
+            double kl = 0;
+            if (base) {
+                const float *brow = base_logits + i * info.n_vocab;
+                bs = tern_cli_row_stats_of(brow, info.n_vocab);
+                kl = tern_cli_row_kl(brow, bs, row, ms, info.n_vocab);
+                ag.agree += bs.argmax == ms.argmax;
+                ag.kl_sum += kl;
+                ag.kl_sum_sq += kl * kl;
+                ag.kl_max = kl > ag.kl_max ? kl : ag.kl_max;
+            }
+            if (json) {
+                printf("%s{\"path\": ", ag.n ? ", " : "");
+                print_json_string(names[i]);
+                printf(", \"top1\": %u, \"p\": %.6f", ms.argmax, exp(-ms.log_z));
+                if (base) printf(", \"base_top1\": %u, \"kl\": %.8f", bs.argmax, kl);
+                printf("}");
+            } else {
+                print_top(model, names[i], row, info.n_vocab, top, order);
+                if (base) printf("  base top-1 %u%s, KL(base || model) %.6f\n", bs.argmax,
+                                 bs.argmax == ms.argmax ? " (same)" : " (differs)", kl);
+            }
+            ag.n++;
+        }
     }
+    if (json)
+        printf("], \"n\": %llu, \"seconds\": %.4f, \"images_per_s\": %.3f", (unsigned long long)ag.n, seconds,
+               seconds > 0 ? (double)ag.n / seconds : 0.0);
+    if (base && ag.n) {
+        const double n = (double)ag.n, p = (double)ag.agree / n, kl = ag.kl_sum / n;
+        const double var = ag.n > 1 ? (ag.kl_sum_sq / n - kl * kl) * n / (n - 1) : 0;
+        const double kl_se = sqrt(var > 0 ? var : 0) / sqrt(n);
+        if (json)
+            printf(", \"top1_agreement\": %.6f, \"agree\": %llu, \"kl\": %.8f, \"kl_se\": %.8f, \"kl_max\": %.8f", p,
+                   (unsigned long long)ag.agree, kl, kl_se, ag.kl_max);
+        else
+            printf("agreement with %s: top-1 %llu of %llu images (%.4f), mean KL(base || model) %.6f +/- %.6f, "
+                   "max %.6f\n",
+                   base_path, (unsigned long long)ag.agree, (unsigned long long)ag.n, p, kl, kl_se, ag.kl_max);
+    }
+    if (json) printf("}\n");
 done:
     free(pixels);
     free(logits);
+    free(base_logits);
     free(order);
     free(images);
     tern_session_destroy(session);
     tern_model_close(model);
+    tern_session_destroy(base_session);
+    tern_model_close(base);
     return rc;
 }
 

@@ -8,13 +8,19 @@
 #include <sys/stat.h>
 
 #include "common/error.h"
+#include "converter/calib.h"
 #include "converter/convert_internal.h"
 #include "converter/quantize.h"
+#include "converter/tile_layout.h"
+#include "converter/sparse.h"
 #include "formats/keys.h"
 
-/* The fields added after tokenizer_path took their bytes from reserved. */
+/* The fields added after tokenizer_path took their bytes from reserved (the
+ * layout is counted with 8-byte pointers: 32-bit targets differ anyway). */
+#if UINTPTR_MAX == UINT64_MAX
 _Static_assert(sizeof(tern_convert_options) == offsetof(tern_convert_options, group_size) + 64,
                "tern_convert_options must keep its size");
+#endif
 
 /* Source kinds, most specific first. GGUF and llama2.c files slot in here;
  * new Hugging Face architectures go into hf.c's own table. */
@@ -105,7 +111,25 @@ tern_status tern_convert_add_planes(tern_convert_ctx *ctx, const char *name,
                                     const tern_tensor_desc *desc,
                                     const void *const planes[TERN_PLANE_COUNT], uint64_t src_bytes,
                                     tern_error *err) {
-    tern_status st = tern_writer_add_tensor(ctx->writer, name, desc, planes, err);
+    tern_status st;
+    if (!ctx->row_major && tern_tiles_eligible(desc, TERN_TILE_ROWS)) {
+        uint64_t sizes[TERN_PLANE_COUNT];
+        tern_tensor_plane_sizes(desc, sizes);
+        void *tiled[TERN_PLANE_COUNT] = {NULL, NULL, NULL, NULL};
+        st = TERN_OK;
+        for (int i = 0; i < 3; i++)
+            if (sizes[i] && !(tiled[i] = malloc((size_t)sizes[i])))
+                st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory tiling tensor %s", name);
+        if (st == TERN_OK) {
+            tern_tensor_desc td;
+            tern_tiles_from_rows(desc, TERN_TILE_ROWS, planes, tiled, &td);
+            const void *tp[TERN_PLANE_COUNT] = {tiled[0], tiled[1], tiled[2], NULL};
+            st = tern_writer_add_tensor(ctx->writer, name, &td, tp, err);
+        }
+        for (int i = 0; i < 3; i++) free(tiled[i]);
+    } else {
+        st = tern_writer_add_tensor(ctx->writer, name, desc, planes, err);
+    }
     if (st != TERN_OK) return tern_fail_context(err, st, "writing tensor %s", name);
     ctx->done_bytes += src_bytes;
     if (ctx->progress) ctx->progress(ctx->progress_user, ctx->done_bytes, ctx->total_bytes, name);
@@ -153,10 +177,65 @@ void tern_convert_basename(const char *path, char *out, size_t size) {
     out[n] = '\0';
 }
 
+/* Packs buf (a 2-D matrix) N:M sparse with the body's value encoding, the
+ * group counted over kept values (F16 when the group does not divide them). */
+static tern_status tern_convert_add_sparse(tern_convert_ctx *ctx, const char *name,
+                                           const uint64_t *dims, const float *buf,
+                                           uint64_t src_bytes, tern_error *err) {
+    tern_tensor_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.encoding = tern_convert_encoding(ctx, 2);
+    desc.layout = TERN_LAYOUT_ROW_MAJOR;
+    desc.ndim = 2;
+    desc.dims[0] = dims[0];
+    desc.dims[1] = dims[1];
+    desc.sparse_n = (uint8_t)ctx->sparse_n;
+    desc.sparse_m = (uint8_t)ctx->sparse_m;
+    const uint64_t stored = dims[1] / ctx->sparse_m * ctx->sparse_n;
+    if (desc.encoding == TERN_ENC_Q8 || desc.encoding == TERN_ENC_Q4) {
+        const uint64_t g = ctx->group_size == TERN_GROUP_PER_ROW ? stored : ctx->group_size;
+        if (g == 0 || g > UINT32_MAX - 1 || stored % g != 0 ||
+            (desc.encoding == TERN_ENC_Q4 && g % 2 != 0)) {
+            desc.encoding = TERN_ENC_F16;
+        } else {
+            desc.group_size = (uint32_t)g;
+            if (ctx->asymmetric) desc.flags = TERN_TENSOR_HAS_ZERO_POINT;
+        }
+    }
+    uint64_t sizes[TERN_PLANE_COUNT];
+    if (tern_tensor_plane_sizes(&desc, sizes) != 0)
+        return tern_fail(err, TERN_ERR_INTERNAL, "tensor %s: inconsistent sparse description", name);
+    void *p[TERN_PLANE_COUNT] = {NULL, NULL, NULL, NULL};
+    tern_status st = TERN_OK;
+    for (int i = 0; i < TERN_PLANE_COUNT; i++) {
+        if (sizes[i] && !(p[i] = malloc((size_t)sizes[i])))
+            st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory packing sparse tensor %s", name);
+    }
+    if (st == TERN_OK)
+        st = tern_sparse_pack(&desc, buf, ctx->clip_search, NULL, NULL, p[TERN_PLANE_VALUES],
+                              p[TERN_PLANE_SCALES], p[TERN_PLANE_ZEROS], p[TERN_PLANE_INDEX], err);
+    if (st == TERN_OK) {
+        const void *planes[TERN_PLANE_COUNT] = {p[0], p[1], p[2], p[3]};
+        st = tern_convert_add_planes(ctx, name, &desc, planes, src_bytes, err);
+    }
+    for (int i = 0; i < TERN_PLANE_COUNT; i++) free(p[i]);
+    return st;
+}
+
 tern_status tern_convert_add_f32_tensor(tern_convert_ctx *ctx, const char *name, uint32_t ndim,
                                         const uint64_t *dims, float *buf, tern_encoding enc,
                                         uint64_t src_bytes, tern_error *err) {
     uint32_t group = 0;
+    if (ctx->tensor_hook) { /* calibration methods: converter/calib.h */
+        int done = 0;
+        tern_status hst = ctx->tensor_hook(ctx->tensor_hook_user, ctx, name, ndim, dims, buf,
+                                           src_bytes, &done, err);
+        if (hst != TERN_OK || done) return hst;
+    }
+    if (ctx->prune && ndim == 2 && dims[1] % ctx->sparse_m == 0 &&
+        enc == tern_convert_encoding(ctx, 2) && !tern_io_for(ctx, name) &&
+        tern_sparse_selects(ctx->sparse_layers, name))
+        return tern_convert_add_sparse(ctx, name, dims, buf, src_bytes, err);
     if (ndim == 2) enc = tern_convert_tensor_encoding(ctx, name, ndim, dims[1], enc, &group);
     if (enc != TERN_ENC_F32 && enc != TERN_ENC_F16 && enc != TERN_ENC_BF16 &&
         !((enc == TERN_ENC_Q8 || enc == TERN_ENC_Q4) && group))
@@ -251,10 +330,43 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
                          "group size %u must be even (Q4 packs two values per byte), or "
                          "TERN_GROUP_PER_ROW",
                          group);
+    if (opts->prune > TERN_PRUNE_SPARSEGPT)
+        return tern_fail(err, TERN_ERR_INVALID_ARG, "unknown pruning method %u", opts->prune);
+    if (opts->prune && !tern_sparse_pattern_supported(opts->sparse_n, opts->sparse_m))
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "sparsity %u:%u is not supported (2:4, 1:4, 2:8 or 4:8)", opts->sparse_n,
+                         opts->sparse_m);
+    if (opts->prune && (opts->weights == TERN_WEIGHTS_KEEP || opts->weights == TERN_WEIGHTS_F32))
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "sparsity needs f16, bf16, q8 or q4 weights (the sparse kernels' encodings)");
     if (opts->asymmetric > 1 || opts->clip_search > 1)
         return tern_fail(err, TERN_ERR_INVALID_ARG,
                          "asymmetric (%u) and clip_search (%u) must be 0 or 1", opts->asymmetric,
                          opts->clip_search);
+    if (opts->method > TERN_METHOD_SMOOTHQUANT)
+        return tern_fail(err, TERN_ERR_INVALID_ARG, "unknown quantisation method %u (0..%d)",
+                         opts->method, (int)TERN_METHOD_SMOOTHQUANT);
+    if (opts->method != TERN_METHOD_RTN) {
+        static const char *const names[] = {"rtn", "gptq", "awq", "smoothquant"};
+        const char *mname = names[opts->method];
+        if (!opts->calib_path || !opts->calib_path[0])
+            return tern_fail(err, TERN_ERR_INVALID_ARG,
+                             "--method %s needs calibration data (--calib FILE: a text, a .ids "
+                             "file of token ids, or for vision models a folder of images)",
+                             mname);
+        if (opts->weights == TERN_WEIGHTS_KEEP)
+            return tern_fail(err, TERN_ERR_INVALID_ARG,
+                             "--method %s re-quantises the weights: it cannot keep GGUF blocks", mname);
+        if (opts->method == TERN_METHOD_GPTQ && opts->weights != TERN_WEIGHTS_Q8 &&
+            opts->weights != TERN_WEIGHTS_Q4)
+            return tern_fail(err, TERN_ERR_INVALID_ARG, "--method gptq needs q8 or q4 weights");
+        if (opts->prune)
+            return tern_fail(err, TERN_ERR_INVALID_ARG,
+                             "--method %s and pruning cannot be combined", mname);
+    }
+    if (opts->act_order > 1 || (opts->act_order && opts->method != TERN_METHOD_GPTQ))
+        return tern_fail(err, TERN_ERR_INVALID_ARG, "act_order (%u) applies to --method gptq only",
+                         opts->act_order);
 
     struct stat sb;
     if (stat(src_path, &sb) != 0)
@@ -278,18 +390,40 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
     ctx.group_size = group;
     ctx.asymmetric = opts->asymmetric;
     ctx.clip_search = opts->clip_search;
+    ctx.row_major = opts->row_major;
     ctx.progress = opts->progress;
     ctx.progress_user = opts->progress_user;
+    ctx.prune = opts->prune;
+    ctx.sparse_n = opts->sparse_n;
+    ctx.sparse_m = opts->sparse_m;
+    ctx.sparse_layers = opts->sparse_layers;
 
-    tern_status st = tern_writer_open(dst_path, &ctx.writer, err);
+    tern_calib_result *calib = NULL;
+    if (opts->method != TERN_METHOD_RTN) {
+        tern_status st = tern_calib_prepare(imp, &ctx, opts, dst_path, &calib, err);
+        if (st != TERN_OK) return st;
+        ctx.tensor_hook = tern_calib_tensor_hook;
+        ctx.tensor_hook_user = calib;
+    }
+    tern_status st = tern_convert_import(imp, &ctx, dst_path, err);
+    tern_calib_result_free(calib);
+    return st;
+}
+
+tern_status tern_convert_import(const tern_importer *imp, tern_convert_ctx *ctx,
+                                const char *dst_path, tern_error *err) {
+    tern_status st = tern_writer_open(dst_path, &ctx->writer, err);
     if (st != TERN_OK) return st;
     char version[32];
     snprintf(version, sizeof version, "tern %d.%d.0", TERN_VERSION_MAJOR, TERN_VERSION_MINOR);
-    st = tern_writer_set_str(ctx.writer, TERN_KEY_CONVERTER, version, strlen(version), err);
-    if (st == TERN_OK) st = imp->convert(&ctx, err);
+    st = tern_writer_set_str(ctx->writer, TERN_KEY_CONVERTER, version, strlen(version), err);
+    if (st == TERN_OK) st = imp->convert(ctx, err);
     if (st != TERN_OK) {
-        tern_writer_abort(ctx.writer);
+        tern_writer_abort(ctx->writer);
+        ctx->writer = NULL;
         return st;
     }
-    return tern_writer_finish(ctx.writer, err); /* removes the temporary file on failure */
+    st = tern_writer_finish(ctx->writer, err); /* removes the temporary file on failure */
+    ctx->writer = NULL;
+    return st;
 }

@@ -28,10 +28,25 @@ typedef struct tern_convert_ctx {
     uint32_t group_size;       /* Q8/Q4: values per scale, TERN_GROUP_PER_ROW: a row */
     int asymmetric;            /* Q8/Q4 with a zero point per group */
     int clip_search;           /* per-group clipping search */
+    int row_major;             /* 1: no ROW_INTERLEAVED tiles (converter/tile_layout.h) */
     tern_progress_fn progress; /* may be NULL */
     void *progress_user;
     uint64_t done_bytes;  /* source bytes converted so far */
     uint64_t total_bytes; /* source bytes to convert, set by the importer */
+    /* N:M sparsity (converter/sparse.h): 2-D tensors selected by
+     * sparse_layers are packed keeping the sparse_n largest |w| of every
+     * sparse_m; a calibration method (Wanda, SparseGPT) prunes buf before
+     * tern_convert_add_f32_tensor, which then keeps its mask. */
+    int prune;                 /* tern_prune_method; 0: dense */
+    unsigned sparse_n, sparse_m;
+    const char *sparse_layers; /* glob, NULL: every matrix in the blocks */
+    /* Calibration methods (converter/calib.h): called first by
+     * tern_convert_add_f32_tensor for every float tensor; may rewrite buf
+     * (same shape) or add the tensor itself (*done = 1). NULL: none. */
+    tern_status (*tensor_hook)(void *user, struct tern_convert_ctx *ctx, const char *name,
+                               uint32_t ndim, const uint64_t *dims, float *buf,
+                               uint64_t src_bytes, int *done, tern_error *err);
+    void *tensor_hook_user;
 } tern_convert_ctx;
 
 typedef struct tern_importer {
@@ -46,6 +61,11 @@ extern const tern_importer tern_importer_hf;
 extern const tern_importer tern_importer_gguf;
 extern const tern_importer tern_importer_llama2c;
 extern const tern_importer tern_importer_rwkvcpp;
+
+/* Runs importer imp into a new .tern at dst_path with ctx's settings (opens
+ * ctx->writer, finishes or aborts it). */
+tern_status tern_convert_import(const tern_importer *imp, tern_convert_ctx *ctx,
+                                const char *dst_path, tern_error *err);
 
 /* Writes a tokenizer's tokenizer.* metadata (formats/keys.h). */
 tern_status tern_tokenizer_desc_write(tern_writer *w, const tern_tokenizer_desc *desc, tern_error *err);

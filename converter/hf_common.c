@@ -181,7 +181,11 @@ tern_status tern_hf_weights_open(const char *dir, tern_hf_weights *w, tern_error
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/model.safetensors", dir) >= (int)sizeof path)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "path %s is too long", dir);
-    if (tern_hf_file_exists(path)) return tern_hf_weights_add_shard(w, dir, "model.safetensors", err);
+    if (tern_hf_file_exists(path)) {
+        tern_status st = tern_hf_weights_add_shard(w, dir, "model.safetensors", err);
+        if (st != TERN_OK) tern_hf_weights_close(w); /* the grown arrays */
+        return st;
+    }
 
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     if (!tern_hf_file_exists(path))

@@ -128,3 +128,26 @@ void tern_quantize_rows(const tern_quant_params *p, size_t rows, size_t cols, co
         }
     }
 }
+
+uint8_t tern_quant_code(const tern_quant_params *p, float x, uint16_t scale, uint8_t zero) {
+    const int q4 = p->encoding == TERN_ENC_Q4;
+    tern_qcand c = {scale, 0, q4 ? -8 : -127, q4 ? 7 : 127};
+    if (p->asymmetric) c = (tern_qcand){scale, zero, 0, q4 ? 15 : 255};
+    const int v = tern_qcand_q(&c, tern_f16_to_f32(scale), x);
+    return p->asymmetric ? (uint8_t)v : q4 ? (uint8_t)(v + 8) : (uint8_t)(int8_t)v;
+}
+
+void tern_quant_pack(const tern_quant_params *p, size_t rows, size_t cols, const uint8_t *codes,
+                     uint8_t *values) {
+    const size_t gs = p->group_size, n_groups = rows * (cols / gs);
+    if (p->encoding != TERN_ENC_Q4) {
+        memcpy(values, codes, rows * cols);
+        return;
+    }
+    for (size_t g = 0; g < n_groups; g++) {
+        const uint8_t *c = codes + g * gs;
+        uint8_t *packed = values + g * (gs / 2);
+        for (size_t j = 0; j < gs / 2; j++)
+            packed[j] = (uint8_t)((c[j] & 0xfu) | (c[j + gs / 2] & 0xfu) << 4);
+    }
+}

@@ -33,6 +33,17 @@ double tern_quantize_group(const tern_quant_params *p, const float *x, size_t n,
 /* The value a stored q dequantises to (as docs/format.md, float arithmetic). */
 float tern_quant_dequant(const tern_quant_params *p, uint8_t q, uint16_t scale, uint8_t zero);
 
+/* The stored code of x under a group's stored scale and zero, exactly as
+ * tern_quantize_group stores its values (GPTQ quantises column by column
+ * with a scale fixed earlier). */
+uint8_t tern_quant_code(const tern_quant_params *p, float x, uint16_t scale, uint8_t zero);
+
+/* Packs unpacked codes[rows * cols] (one per byte, as tern_quantize_group
+ * writes them) into the values plane: Q8 a copy, Q4 two per byte per group
+ * as docs/format.md 7.2 says. */
+void tern_quant_pack(const tern_quant_params *p, size_t rows, size_t cols, const uint8_t *codes,
+                     uint8_t *values);
+
 /* Quantises rows x cols floats (cols % group_size == 0) into the planes of a
  * Q8/Q4 tensor: values (rows*cols bytes for Q8, half for Q4, packed as 7.2
  * says), scales (one F16 per group) and zeros (one byte per group, only when

@@ -69,6 +69,11 @@ int tern_tensor_plane_sizes(const tern_tensor_desc *desc, uint64_t sizes[TERN_PL
     case TERN_LAYOUT_ROW_INTERLEAVED:
         /* Same plane sizes as row-major; only the order inside differs. */
         if (desc->ndim != 2 || desc->tile_rows == 0 || rows % desc->tile_rows != 0) return -1;
+        /* 7.4: dense Q8/Q4 in 4-row steps, whole 32-column blocks */
+        if (desc->encoding != TERN_ENC_Q8 && desc->encoding != TERN_ENC_Q4) return -1;
+        if (desc->tile_rows % 4 != 0 || desc->tile_rows > 256 || cols % 32 != 0 ||
+            desc->group_size % 32 != 0 || desc->sparse_m != 0)
+            return -1;
         break;
     default: return -1;
     }

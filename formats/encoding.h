@@ -24,8 +24,25 @@ typedef enum tern_encoding {
 /* How a 2-D weight's elements are ordered in its planes. */
 typedef enum tern_layout {
     TERN_LAYOUT_ROW_MAJOR = 0,        /* row r (output feature) after row r-1 */
-    TERN_LAYOUT_ROW_INTERLEAVED = 1,  /* reserved: tile_rows rows interleaved per group */
+    TERN_LAYOUT_ROW_INTERLEAVED = 1,  /* Q8/Q4: tiles of tile_rows rows, 4-byte column chunks */
 } tern_layout;
+
+/* ROW_INTERLEAVED Q8/Q4 (docs/format.md 7.4), the order the integer kernels
+ * read: a tile of R rows, then 32-column blocks, then chunks of 4 columns
+ * (Q8) or 8 columns (Q4: low nibbles the first 4, high nibbles the next 4),
+ * and in a chunk 4 bytes per row, rows in order. Scales (and zero points) go
+ * per tile, per group, a row each. */
+static inline size_t tern_tiled_q8_offset(size_t cols, size_t R, size_t r, size_t c) {
+    return (r / R) * R * cols + (c / 32) * 32 * R + (c % 32 / 4) * 4 * R + (r % R) * 4 + c % 4;
+}
+/* Q4: the byte of value (r, c); *high is 1 when it is the byte's high nibble. */
+static inline size_t tern_tiled_q4_offset(size_t cols, size_t R, size_t r, size_t c, int *high) {
+    *high = c % 8 >= 4;
+    return (r / R) * R * (cols / 2) + (c / 32) * 16 * R + (c % 32 / 8) * 4 * R + (r % R) * 4 + c % 4;
+}
+static inline size_t tern_tiled_group_index(size_t n_groups, size_t R, size_t r, size_t g) {
+    return (r / R) * R * n_groups + g * R + r % R;
+}
 
 /* Tensor flags. */
 #define TERN_TENSOR_HAS_ZERO_POINT 0x1u /* Q8/Q4: asymmetric, a zeros plane is present */

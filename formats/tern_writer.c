@@ -3,12 +3,16 @@
  * model; metadata and the tensor records stay in memory until finish, which
  * writes the tables and then the header over the zero placeholder. The file
  * appears under its final name only by rename, once complete and synced. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -38,6 +42,7 @@ typedef struct tern_wtensor {
 
 struct tern_writer {
     int fd;
+    int lock_fd;               /* holds an flock on the temporary file until it is renamed */
     char *tmp_path;
     char *dst_path;
     uint64_t pos;              /* bytes written so far (the file's end) */
@@ -128,11 +133,49 @@ static void tern_writer_free(tern_writer *w) {
     free(w);
 }
 
-/* Closes and removes the temporary file, frees w. */
+/* Removes the temporary file (still locked), closes it, frees w. */
 static void tern_writer_discard(tern_writer *w) {
-    if (w->fd >= 0) close(w->fd);
     if (w->tmp_path) unlink(w->tmp_path);
+    if (w->fd >= 0) close(w->fd);
+    if (w->lock_fd >= 0) close(w->lock_fd);
     tern_writer_free(w);
+}
+
+static const char tern_tmp_suffix[] = ".tmp.XXXXXX";
+
+/* A writer killed outright (SIGKILL, power loss) leaves "<dst>.tmp.XXXXXX"
+ * behind. A live writer holds an flock on its temporary file from just after
+ * creating it until the rename, so one that can be locked belongs to a dead
+ * writer. An empty one may be a writer between mkostemp and flock, and is left
+ * alone for a minute. Best effort: whatever fails here only leaves a file. */
+static void tern_writer_remove_stale(const char *dst_path) {
+    const char *slash = strrchr(dst_path, '/');
+    const char *base = slash ? slash + 1 : dst_path;
+    size_t base_len = strlen(base), suffix_len = sizeof tern_tmp_suffix - 1;
+    char dir[PATH_MAX];
+    size_t dir_len = !slash ? 0 : slash == dst_path ? 1 : (size_t)(slash - dst_path);
+    if (dir_len >= sizeof dir) return;
+    if (dir_len == 0) strcpy(dir, ".");
+    else memcpy(dir, dst_path, dir_len), dir[dir_len] = '\0';
+    DIR *d = opendir(dir);
+    if (!d) return;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *name = e->d_name;
+        if (strlen(name) != base_len + suffix_len || memcmp(name, base, base_len) != 0 ||
+            memcmp(name + base_len, tern_tmp_suffix, suffix_len - 6) != 0)
+            continue;
+        int fd = openat(dirfd(d), name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0) continue;
+        struct stat st, now;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+            (st.st_size > 0 || time(NULL) - st.st_mtime > 60) &&
+            fstatat(dirfd(d), name, &now, AT_SYMLINK_NOFOLLOW) == 0 && now.st_dev == st.st_dev &&
+            now.st_ino == st.st_ino)
+            unlinkat(dirfd(d), name, 0);
+        close(fd);
+    }
+    closedir(d);
 }
 
 tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error *err) {
@@ -141,11 +184,10 @@ tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error
     *out = NULL;
     tern_writer *w = calloc(1, sizeof *w);
     if (!w) return tern_fail(err, TERN_ERR_NO_MEMORY, "no memory for a writer");
-    w->fd = -1;
+    w->fd = w->lock_fd = -1;
     size_t len = strlen(dst_path);
-    static const char suffix[] = ".tmp.XXXXXX";
     w->dst_path = malloc(len + 1);
-    w->tmp_path = malloc(len + sizeof suffix);
+    w->tmp_path = malloc(len + sizeof tern_tmp_suffix);
     w->data_hash = XXH64_createState();
     if (!w->dst_path || !w->tmp_path || !w->data_hash) {
         free(w->tmp_path);
@@ -155,7 +197,8 @@ tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error
     }
     memcpy(w->dst_path, dst_path, len + 1);
     memcpy(w->tmp_path, dst_path, len);
-    memcpy(w->tmp_path + len, suffix, sizeof suffix);
+    memcpy(w->tmp_path + len, tern_tmp_suffix, sizeof tern_tmp_suffix);
+    tern_writer_remove_stale(dst_path);
     w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
     if (w->fd < 0) {
         tern_status st = tern_fail(err, TERN_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
@@ -163,6 +206,19 @@ tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error
         w->tmp_path = NULL;
         tern_writer_free(w);
         return st;
+    }
+    /* The lock marks the file as alive for tern_writer_remove_stale. It sits
+     * on a second descriptor so that it outlasts the checked close of w->fd
+     * until the rename; where flock is unsupported, no writer removes anything. */
+    w->lock_fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC);
+    if (w->lock_fd < 0) {
+        tern_status st = tern_fail(err, TERN_ERR_IO, "%s: cannot reopen: %s", w->tmp_path, strerror(errno));
+        tern_writer_discard(w);
+        return st;
+    }
+    if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        close(w->lock_fd);
+        w->lock_fd = -1;
     }
     /* mkstemp makes 0600; a model file is meant to be shared. */
     if (fchmod(w->fd, 0644) != 0) {
@@ -400,9 +456,10 @@ static int tern_wtensor_cmp(const void *a, const void *b) {
     return tern_wcmp(x->name, x->name_length, y->name, y->name_length);
 }
 
-/* Appends bytes to STRINGS and returns their offset, which must fit a u32. */
+/* Appends bytes to STRINGS and returns their offset, which must fit a u32:
+ * -2 when it does not, -1 when out of memory. */
 static int tern_strings_add(tern_buf *s, const void *p, size_t n, uint32_t *off) {
-    if (s->n > UINT32_MAX || n > UINT32_MAX - s->n) return -1;
+    if (s->n > UINT32_MAX || n > UINT32_MAX - s->n) return -2;
     *off = (uint32_t)s->n;
     return tern_buf_append(s, p, n);
 }
@@ -415,6 +472,7 @@ static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, t
     if (w->n_meta > UINT32_MAX || w->n_tensors > UINT32_MAX)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "too many metadata entries or tensors");
     uint32_t head[2] = {(uint32_t)w->n_meta, 0};
+    int rc;
     if (tern_buf_append(meta, head, sizeof head) != 0) goto no_memory;
     for (size_t i = 0; i < w->n_meta; i++) {
         tern_wmeta *m = &w->meta[i];
@@ -424,10 +482,10 @@ static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, t
         e.type = m->type;
         e.count = m->count;
         e.value = m->value;
-        if (tern_strings_add(strings, m->key, m->key_length, &e.key_offset) != 0) goto too_big;
+        if ((rc = tern_strings_add(strings, m->key, m->key_length, &e.key_offset)) != 0) goto strings_failed;
         if (m->type == TERN_META_STRING) {
             uint32_t off;
-            if (tern_strings_add(strings, m->data, m->data_size, &off) != 0) goto too_big;
+            if ((rc = tern_strings_add(strings, m->data, m->data_size, &off)) != 0) goto strings_failed;
             e.value = off;
         } else if (m->type == TERN_META_ARR_STRING) {
             if (tern_buf_pad(blob, 8) != 0) goto no_memory;
@@ -436,7 +494,7 @@ static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, t
             for (uint32_t k = 0; k < m->count; k++) {
                 uint32_t pair[2];
                 const uint8_t *src = m->str_lengths[k] ? m->data + at : NULL;
-                if (tern_strings_add(strings, src, m->str_lengths[k], &pair[0]) != 0) goto too_big;
+                if ((rc = tern_strings_add(strings, src, m->str_lengths[k], &pair[0])) != 0) goto strings_failed;
                 pair[1] = m->str_lengths[k];
                 at += m->str_lengths[k];
                 if (tern_buf_append(blob, pair, sizeof pair) != 0) goto no_memory;
@@ -452,12 +510,14 @@ static tern_status tern_writer_build_tables(tern_writer *w, tern_buf *strings, t
     if (tern_buf_append(tensors, head, sizeof head) != 0) goto no_memory;
     for (size_t i = 0; i < w->n_tensors; i++) {
         tern_wtensor *t = &w->tensors[i];
-        if (tern_strings_add(strings, t->name, t->name_length, &t->rec.name_offset) != 0) goto too_big;
+        if ((rc = tern_strings_add(strings, t->name, t->name_length, &t->rec.name_offset)) != 0) goto strings_failed;
         if (tern_buf_append(tensors, &t->rec, sizeof t->rec) != 0) goto no_memory;
     }
     /* Sections are padded to 8 bytes so the next one starts aligned. */
     if (tern_buf_pad(strings, 8) != 0 || tern_buf_pad(blob, 8) != 0) goto no_memory;
     return TERN_OK;
+strings_failed:
+    if (rc == -2) goto too_big;
 no_memory:
     return tern_fail(err, TERN_ERR_NO_MEMORY, "no memory for the file's tables");
 too_big:
@@ -466,12 +526,14 @@ too_big:
 
 /* fsync of the folder that holds path, so the rename survives a crash. */
 static tern_status tern_sync_parent(const char *path, tern_error *err) {
+    /* No allocation: this runs after the rename, when failing for want of
+     * memory would report an error for a file already in place. */
+    char dir[PATH_MAX];
     const char *slash = strrchr(path, '/');
-    char *dir;
-    if (!slash) dir = strdup(".");
-    else if (slash == path) dir = strdup("/");
-    else dir = strndup(path, (size_t)(slash - path));
-    if (!dir) return tern_fail(err, TERN_ERR_NO_MEMORY, "no memory");
+    size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (len >= sizeof dir) return tern_fail(err, TERN_ERR_IO, "%s: folder name too long to sync", path);
+    if (len == 0) strcpy(dir, ".");
+    else memcpy(dir, path, len), dir[len] = '\0';
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     tern_status st = TERN_OK;
     if (fd < 0) {
@@ -482,7 +544,6 @@ static tern_status tern_sync_parent(const char *path, tern_error *err) {
             st = tern_fail(err, TERN_ERR_IO, "%s: fsync of folder failed: %s", dir, strerror(errno));
         close(fd);
     }
-    free(dir);
     return st;
 }
 
@@ -568,6 +629,7 @@ tern_status tern_writer_finish(tern_writer *w, tern_error *err) {
         tern_writer_discard(w);
         return st;
     }
+    if (w->lock_fd >= 0) close(w->lock_fd);
     st = tern_sync_parent(w->dst_path, err);
     tern_writer_free(w);
     return st;

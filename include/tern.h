@@ -92,7 +92,11 @@ typedef struct tern_model_options {
     uint32_t struct_size;  /* sizeof(tern_model_options), for ABI growth */
     uint64_t isa_mask;     /* TERN_ISA_MASK_ALL by default */
     int verify_checksums;  /* 1: hash every section, tensor data included */
-    uint8_t reserved[64];
+    /* 1: keep activations in float for Q8/Q4 weights. By default they are
+     * quantised to INT8 per 32 values for integer dot products (faster, and
+     * bit-identical on every ISA tier). */
+    uint8_t float_activations;
+    uint8_t reserved[63];
 } tern_model_options;
 
 TERN_API void tern_model_options_default(tern_model_options *opts);
@@ -301,7 +305,8 @@ typedef struct tern_convert_options {
     uint32_t calib_tokens;          /* calibration tokens to use; 0: 2048 */
     const char *calib_path;         /* calibration text (.txt) or token ids; NULL: none */
     const char *sparse_layers;      /* glob over tensor names to prune; NULL: every linear in blocks */
-    uint8_t reserved[24];           /* zero; keeps sizeof at 96 */
+    uint8_t row_major;              /* 1: Q8/Q4 layers row by row, not in the kernels' 16-row tiles */
+    uint8_t reserved[23];           /* zero; keeps sizeof at 96 */
 } tern_convert_options;
 
 typedef enum tern_quant_method {

@@ -54,8 +54,13 @@ typedef void (*tern_rope_fn)(size_t n_heads, size_t head_dim, float *x, const fl
 
 /* One query position attending over keys [0, n_kv), heads [h0, h1).
  * Query head h reads KV head h / (n_head / n_head_kv) (GQA, MQA). K and V hold
- * head j's position p at (k|v) + j * kv_head_stride + p * head_dim. Softmax in
- * float with the running maximum (online softmax). */
+ * head j's position p at (k|v) + j * kv_head_stride + p * head_dim elements of
+ * kv_type (tern_kv_type, 0: float):
+ *   TERN_KV_F32  float;
+ *   TERN_KV_F16  IEEE half (uint16_t), read as the exact float it holds;
+ *   TERN_KV_Q8   int8 q with one float scale per KV head and position,
+ *                value = (k|v)_scale[j * kv_scale_stride + p] * q.
+ * Softmax in float with the running maximum (online softmax). */
 typedef struct tern_attention_args {
     size_t head_dim;
     size_t n_head;
@@ -64,9 +69,13 @@ typedef struct tern_attention_args {
     size_t kv_head_stride;
     float scale;
     const float *q; /* [n_head][head_dim] */
-    const float *k;
-    const float *v;
+    const void *k;  /* kv_type elements */
+    const void *v;
     float *out;     /* [n_head][head_dim] */
+    uint32_t kv_type;
+    const float *k_scale; /* TERN_KV_Q8 only */
+    const float *v_scale;
+    size_t kv_scale_stride;
 } tern_attention_args;
 
 typedef void (*tern_attention_fn)(const tern_attention_args *args, size_t h0, size_t h1);
@@ -208,6 +217,13 @@ typedef struct tern_kernels {
     tern_rwkv_shift_fn rwkv_shift; /* token-shift mix */
     tern_wkv4_fn wkv4;             /* RWKV-4 WKV, updates (aa, bb, pp) */
     /* ViT (runtime/vit.c) uses layernorm, gelu, attention and linear. */
+
+    /* N:M sparse weights (sparse_m != 0, docs/format.md 7.3), by value
+     * encoding, with the contracts of linear and linear_qa; the exact
+     * arithmetic is kernels/ref/linear_nm_ref.c's. NULL: no kernel (the
+     * loader refuses the tensor). linear_qa_nm needs cols % 32 == 0. */
+    tern_linear_fn linear_nm[TERN_ENC_COUNT_];
+    tern_linear_qa_fn linear_qa_nm[TERN_ENC_COUNT_];
 } tern_kernels;
 
 /* Fills k with every tier allowed by isa_mask that this CPU has. */

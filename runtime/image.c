@@ -200,6 +200,14 @@ static void png_on_read(png_structp png, png_bytep out, size_t n) {
 }
 
 static tern_status decode_png(const uint8_t *data, size_t size, tern_image *out, tern_error *err) {
+    /* libpng refuses sizes over the user limits with only "Invalid IHDR data":
+     * check the IHDR's own width and height first, for a message that says why. */
+    if (size >= 24 && memcmp(data + 12, "IHDR", 4) == 0) {
+        const uint32_t iw = (uint32_t)data[16] << 24 | (uint32_t)data[17] << 16 | (uint32_t)data[18] << 8 | data[19];
+        const uint32_t ih = (uint32_t)data[20] << 24 | (uint32_t)data[21] << 16 | (uint32_t)data[22] << 8 | data[23];
+        tern_status st = check_size("PNG", iw, ih, err);
+        if (st != TERN_OK) return st;
+    }
     png_source src = {data, size, 0, ""};
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &src, png_on_error, png_on_warning);
     png_infop info = png ? png_create_info_struct(png) : NULL;

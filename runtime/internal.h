@@ -33,16 +33,38 @@ struct tern_model {
     const tern_arch_ops *ops;
     const char *labels_key; /* metadata key of the class labels, or NULL */
     tern_tokenizer *tokenizer; /* NULL when the file has none */
+    int int8_activations; /* Q8/Q4 linear layers take INT8-quantised activations */
+    size_t qa_max_cols;   /* widest Q8/Q4 weight (columns): sizes the sessions' buffers */
     void *impl; /* the family's weights and hyper-parameters */
 };
 
+/* Activations quantised for the integer linear kernels: rows of up to
+ * qa_max_cols values, TERN_QA_ROWS rows at a time. */
+#define TERN_QA_ROWS 64
+typedef struct tern_qa_buffer {
+    int8_t *q;  /* [TERN_QA_ROWS][qa_max_cols] */
+    float *d;   /* [TERN_QA_ROWS][qa_max_cols / 32] */
+    int32_t *s; /* [TERN_QA_ROWS][qa_max_cols / 32] */
+} tern_qa_buffer;
+
+/* Observer of every linear layer a session runs (converter/calib.c): called
+ * by tern_parallel_linear before the product with its input rows; returns a
+ * weight to multiply by instead of w (same shape), or NULL to keep w. */
+typedef const tern_weight *(*tern_linear_observer_fn)(void *user, const tern_weight *w,
+                                                      const float *x, size_t m, size_t ldx);
+
 struct tern_session {
     tern_model *model;
+    tern_linear_observer_fn on_linear; /* NULL: none (the normal case) */
+    void *on_linear_user;
     pthreadpool_t pool; /* NULL: run on the calling thread */
     uint32_t n_threads;
     uint32_t n_ctx;
     uint32_t max_batch;
     uint32_t n_pos;
+    uint8_t kv_type;     /* tern_kv_type of the attention cache (options.kv_cache) */
+    size_t state_bytes;  /* bytes session_init allocated for caches and scratch */
+    tern_qa_buffer qa; /* empty when the model has no integer linear layers */
     void *state; /* the family's caches and scratch buffers */
 };
 

@@ -5,7 +5,9 @@
  *              x = h + Wdown · (silu(Wgate·n2(h)) * Wup·n2(h))
  *   logits = Wout · norm(x)
  *
- * The session holds the KV cache, per layer and KV head: [n_ctx][head_dim]. */
+ * The session holds the KV cache, per layer and KV head: [n_ctx][head_dim] of
+ * the session's tern_kv_type (float, IEEE half, or int8 with one float scale
+ * per layer, KV head and position: amax / 127 of that head's vector). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +40,8 @@ typedef struct {
 } llama_model;
 
 typedef struct {
-    float *k_cache, *v_cache; /* [n_layer][n_head_kv][n_ctx][head_dim] */
+    void *k_cache, *v_cache; /* [n_layer][n_head_kv][n_ctx][head_dim] of kv_type */
+    float *k_scale, *v_scale; /* TERN_KV_Q8: [n_layer][n_head_kv][n_ctx] */
     float *x, *xn, *q, *k, *v, *att, *gate, *up; /* [max_batch][...] scratch */
     float *rope_cos, *rope_sin; /* [max_batch][head_dim / 2] */
 } llama_state;
@@ -158,6 +161,8 @@ static void llama_session_free(tern_session *s) {
     if (!st) return;
     free(st->k_cache);
     free(st->v_cache);
+    free(st->k_scale);
+    free(st->v_scale);
     free(st->x);
     free(st->xn);
     free(st->q);
@@ -172,6 +177,28 @@ static void llama_session_free(tern_session *s) {
     s->state = NULL;
 }
 
+static size_t kv_elem_size(uint8_t kv_type) {
+    return kv_type == TERN_KV_F16 ? 2 : kv_type == TERN_KV_Q8 ? 1 : 4;
+}
+
+/* Writes one head's vector x[hd] at element `at` of a cache of `type`; Q8
+ * stores q = round(x / d) with d = amax / 127 in *scale. */
+static void kv_store(uint8_t type, void *cache, size_t at, float *scale, const float *x, size_t hd) {
+    if (type == TERN_KV_F16) {
+        uint16_t *o = (uint16_t *)cache + at;
+        for (size_t j = 0; j < hd; j++) o[j] = tern_f32_to_f16(x[j]);
+    } else if (type == TERN_KV_Q8) {
+        int8_t *o = (int8_t *)cache + at;
+        float amax = 0.0f;
+        for (size_t j = 0; j < hd; j++) amax = fmaxf(amax, fabsf(x[j]));
+        const float d = amax / 127.0f, inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+        for (size_t j = 0; j < hd; j++) o[j] = (int8_t)lrintf(x[j] * inv);
+        *scale = d;
+    } else {
+        memcpy((float *)cache + at, x, hd * sizeof(float));
+    }
+}
+
 static tern_status llama_session_init(tern_session *s, tern_error *err) {
     const llama_model *lm = s->model->impl;
     llama_state *st = calloc(1, sizeof *st);
@@ -181,8 +208,17 @@ static tern_status llama_session_init(tern_session *s, tern_error *err) {
                  kv_dim = (size_t)lm->n_head_kv * lm->head_dim;
     const size_t cache = (size_t)lm->n_layer * lm->n_head_kv;
     int failed = 0;
-    st->k_cache = tern_alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
-    st->v_cache = tern_alloc_floats(cache, s->n_ctx, lm->head_dim, &failed);
+    const size_t esize = kv_elem_size(s->kv_type);
+    /* the caches in whole floats: cache * n_ctx * head_dim elements of esize bytes */
+    const size_t cache_floats = (cache * s->n_ctx * lm->head_dim * esize + 3) / 4;
+    st->k_cache = tern_alloc_floats(cache_floats, 1, 1, &failed);
+    st->v_cache = tern_alloc_floats(cache_floats, 1, 1, &failed);
+    size_t bytes = 2 * cache_floats * sizeof(float);
+    if (s->kv_type == TERN_KV_Q8) {
+        st->k_scale = tern_alloc_floats(cache, s->n_ctx, 1, &failed);
+        st->v_scale = tern_alloc_floats(cache, s->n_ctx, 1, &failed);
+        bytes += 2 * cache * s->n_ctx * sizeof(float);
+    }
     st->x = tern_alloc_floats(B, lm->d_model, 1, &failed);
     st->xn = tern_alloc_floats(B, lm->d_model, 1, &failed);
     st->q = tern_alloc_floats(B, q_dim, 1, &failed);
@@ -197,8 +233,11 @@ static tern_status llama_session_init(tern_session *s, tern_error *err) {
         llama_session_free(s);
         return tern_fail(err, TERN_ERR_NO_MEMORY,
                          "out of memory allocating the KV cache for %u positions (%.1f MiB)", s->n_ctx,
-                         2.0 * cache * s->n_ctx * lm->head_dim * sizeof(float) / 1048576.0);
+                         (double)bytes / 1048576.0);
     }
+    bytes += (size_t)B * (2 * lm->d_model + 2 * q_dim + 2 * kv_dim + 2 * lm->d_ff + lm->head_dim) *
+             sizeof(float);
+    s->state_bytes = bytes;
     return TERN_OK;
 }
 
@@ -230,12 +269,18 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
         .scale = 1.0f / sqrtf((float)hd),
         .q = st->q,
         .out = st->att,
+        .kv_type = s->kv_type,
+        .kv_scale_stride = ctx,
     };
+    const size_t esize = kv_elem_size(s->kv_type);
 
     for (uint32_t l = 0; l < lm->n_layer; l++) {
         const llama_layer *L = &lm->layers[l];
-        float *k_cache = st->k_cache + (size_t)l * lm->n_head_kv * ctx * hd;
-        float *v_cache = st->v_cache + (size_t)l * lm->n_head_kv * ctx * hd;
+        const size_t layer_at = (size_t)l * lm->n_head_kv * ctx;
+        void *k_cache = (char *)st->k_cache + layer_at * hd * esize;
+        void *v_cache = (char *)st->v_cache + layer_at * hd * esize;
+        float *k_scale = st->k_scale ? st->k_scale + layer_at : NULL;
+        float *v_scale = st->v_scale ? st->v_scale + layer_at : NULL;
 
         for (size_t t = 0; t < n; t++) k->rmsnorm(d, st->x + t * d, L->attn_norm, lm->norm_eps, st->xn + t * d);
         tern_parallel_linear(s, n, st->xn, d, &L->wq, L->bq, st->q, q_dim);
@@ -245,13 +290,17 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
             rope(lm->n_head, hd, st->q + t * q_dim, st->rope_cos + t * half, st->rope_sin + t * half);
             rope(lm->n_head_kv, hd, st->k + t * kv_dim, st->rope_cos + t * half, st->rope_sin + t * half);
             for (size_t h = 0; h < lm->n_head_kv; h++) {
-                const size_t at = h * ctx * hd + (pos0 + t) * hd;
-                memcpy(k_cache + at, st->k + t * kv_dim + h * hd, hd * sizeof(float));
-                memcpy(v_cache + at, st->v + t * kv_dim + h * hd, hd * sizeof(float));
+                const size_t pos = h * ctx + pos0 + t;
+                kv_store(s->kv_type, k_cache, pos * hd, k_scale ? k_scale + pos : NULL,
+                         st->k + t * kv_dim + h * hd, hd);
+                kv_store(s->kv_type, v_cache, pos * hd, v_scale ? v_scale + pos : NULL,
+                         st->v + t * kv_dim + h * hd, hd);
             }
         }
         attn.k = k_cache;
         attn.v = v_cache;
+        attn.k_scale = k_scale;
+        attn.v_scale = v_scale;
         tern_parallel_attention(s, &attn, n, pos0, q_dim);
         /* The output projection writes into xn (free now), then the residual. */
         tern_parallel_linear(s, n, st->att, q_dim, &L->wo, L->bo, st->xn, d);

@@ -80,6 +80,13 @@ tern_status tern_model_open(const char *path, const tern_model_options *opts, te
         goto fail;
     }
     tern_kernels_init(&m->kernels, opts->isa_mask);
+    m->int8_activations = !opts->float_activations;
+    for (uint32_t i = 0; i < m->file.n_tensors; i++) {
+        const tern_tensor_record *t = &m->file.tensors[i];
+        if ((t->encoding == TERN_ENC_Q8 || t->encoding == TERN_ENC_Q4) && t->ndim == 2 &&
+            t->dims[1] % TERN_QA_BLOCK == 0 && t->dims[1] > m->qa_max_cols)
+            m->qa_max_cols = (size_t)t->dims[1];
+    }
     if ((st = m->ops->load(m, err)) != TERN_OK) {
         tern_fail_context(err, st, "%s", path);
         goto fail;

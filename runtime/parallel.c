@@ -9,30 +9,71 @@ typedef struct {
     size_t m;
     const float *x;
     size_t ldx;
+    const tern_qrows *qx; /* non-NULL: the integer kernel over these rows */
     const tern_weight *w;
     const float *bias;
     float *y;
     size_t ldy;
 } linear_task;
 
+/* N:M sparse weights run kernels of their own (kernels.h, linear_nm). */
+static tern_linear_fn linear_fn(const tern_kernels *k, const tern_weight *w) {
+    return w->sparse_m ? k->linear_nm[w->encoding] : k->linear[w->encoding];
+}
+
+static tern_linear_qa_fn linear_qa_fn(const tern_kernels *k, const tern_weight *w) {
+    return w->sparse_m ? k->linear_qa_nm[w->encoding] : k->linear_qa[w->encoding];
+}
+
 static void linear_tile(void *ctx, size_t r0, size_t count) {
     const linear_task *t = ctx;
-    t->k->linear[t->w->encoding](t->m, r0, r0 + count, t->x, t->ldx, t->w, t->bias, t->y, t->ldy);
+    if (t->qx)
+        linear_qa_fn(t->k, t->w)(t->m, r0, r0 + count, t->qx, t->w, t->bias, t->y, t->ldy);
+    else
+        linear_fn(t->k, t->w)(t->m, r0, r0 + count, t->x, t->ldx, t->w, t->bias, t->y, t->ldy);
+}
+
+static void linear_run(const tern_session *s, linear_task *t) {
+    /* Tiles of whole cache lines of output, several per thread for balance. */
+    size_t tile = t->w->rows / (4 * (size_t)(s->n_threads ? s->n_threads : 1));
+    tile = (tile + 15) & ~(size_t)15;
+    if (tile < 16) tile = 16;
+    if (!s->pool || s->n_threads <= 1 || t->w->rows <= tile) {
+        linear_tile(t, 0, t->w->rows);
+        return;
+    }
+    pthreadpool_parallelize_1d_tile_1d(s->pool, linear_tile, t, t->w->rows, tile, 0);
+}
+
+/* Whether w runs on the integer kernels: Q8/Q4 whose rows split into whole
+ * 32-value blocks. Min offsets (GGUF Q4_1) have SIMD integer kernels only
+ * in tiles; row by row they keep float activations. */
+static int linear_takes_int8(const tern_session *s, const tern_weight *w) {
+    return s->qa.q && linear_qa_fn(&s->model->kernels, w) &&
+           w->cols % TERN_QA_BLOCK == 0 && w->cols <= s->model->qa_max_cols &&
+           (!(w->flags & TERN_TENSOR_HAS_MIN) || w->layout == TERN_LAYOUT_ROW_INTERLEAVED);
 }
 
 void tern_parallel_linear(const tern_session *s, size_t m, const float *x, size_t ldx,
                           const tern_weight *w, const float *bias, float *y, size_t ldy) {
-    linear_task t = {&s->model->kernels, m, x, ldx, w, bias, y, ldy};
-    /* Tiles of whole cache lines of output, several per thread for balance. */
-    size_t tile = w->rows / (4 * (size_t)(s->n_threads ? s->n_threads : 1));
-    tile = (tile + 15) & ~(size_t)15;
-    if (tile < 16) tile = 16;
-    if (!s->pool || s->n_threads <= 1 || w->rows <= tile) {
-        linear_tile(&t, 0, w->rows);
+    if (s->on_linear) { /* calibration (converter/calib.c): see the input, maybe swap the weight */
+        const tern_weight *r = s->on_linear(s->on_linear_user, w, x, m, ldx);
+        if (r) w = r;
+    }
+    const tern_kernels *k = &s->model->kernels;
+    if (!linear_takes_int8(s, w)) {
+        linear_task t = {k, m, x, ldx, NULL, w, bias, y, ldy};
+        linear_run(s, &t);
         return;
     }
-    pthreadpool_parallelize_1d_tile_1d(s->pool, linear_tile, &t, w->rows, tile,
-                                       0);
+    /* Rows are quantised once per chunk and shared by every output tile. */
+    for (size_t i0 = 0; i0 < m; i0 += TERN_QA_ROWS) {
+        const size_t mc = m - i0 < TERN_QA_ROWS ? m - i0 : TERN_QA_ROWS;
+        k->quantize_rows(mc, w->cols, x + i0 * ldx, ldx, s->qa.q, s->qa.d, s->qa.s);
+        const tern_qrows qx = {mc, w->cols, s->qa.q, s->qa.d, s->qa.s};
+        linear_task t = {k, mc, NULL, 0, &qx, w, bias, y + i0 * ldy, ldy};
+        linear_run(s, &t);
+    }
 }
 
 typedef struct {

@@ -4,9 +4,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <cpuinfo.h>
-
 #include "common/error.h"
+#include "kernels/cpu_features.h"
 #include "runtime/internal.h"
 
 #define DEFAULT_MAX_CTX 4096
@@ -17,21 +16,20 @@ void tern_session_options_default(tern_session_options *opts) {
     opts->struct_size = sizeof *opts;
 }
 
-/* One thread per performance core. cpuinfo's core count is unreliable on some
- * VMs (one core reported for two processors), so the online processor count
- * bounds it from the other side. */
+/* One thread per performance core (kernels/dispatch.c says which cores). */
 static uint32_t default_threads(void) {
-    long online = sysconf(_SC_NPROCESSORS_ONLN);
-    uint32_t n = online > 0 ? (uint32_t)online : 1;
-    if (cpuinfo_initialize()) {
-        uint32_t clusters = cpuinfo_get_clusters_count();
-        if (clusters > 1) {
-            /* big.LITTLE: the first cluster cpuinfo lists is the fastest. */
-            const struct cpuinfo_cluster *c = cpuinfo_get_cluster(0);
-            if (c && c->core_count > 0 && c->core_count < n) n = c->core_count;
-        }
-    }
-    return n ? n : 1;
+    tern_cpu_features f;
+    tern_cpu_features_host(&f);
+    return tern_default_threads(&f);
+}
+
+/* Frees what tern_session_create allocated around the family's state. */
+static void session_release(tern_session *s) {
+    free(s->qa.q);
+    free(s->qa.d);
+    free(s->qa.s);
+    if (s->pool) pthreadpool_destroy(s->pool);
+    free(s);
 }
 
 tern_status tern_session_create(tern_model *model, const tern_session_options *opts,
@@ -49,6 +47,9 @@ tern_status tern_session_create(tern_model *model, const tern_session_options *o
     if (opts->n_ctx > model->n_ctx)
         return tern_fail(err, TERN_ERR_OUT_OF_RANGE, "context of %u positions asked, the model allows %u",
                          opts->n_ctx, model->n_ctx);
+    if (opts->kv_cache > TERN_KV_Q8)
+        return tern_fail(err, TERN_ERR_INVALID_ARG, "tern_session_options: unknown kv_cache type %u",
+                         (unsigned)opts->kv_cache);
     if (opts->n_threads > 1024)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "%u threads is not a sensible count", opts->n_threads);
 
@@ -57,6 +58,7 @@ tern_status tern_session_create(tern_model *model, const tern_session_options *o
     s->model = model;
     s->n_ctx = opts->n_ctx ? opts->n_ctx : (model->n_ctx < DEFAULT_MAX_CTX ? model->n_ctx : DEFAULT_MAX_CTX);
     s->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
+    s->kv_type = opts->kv_cache;
     if (s->max_batch > s->n_ctx) s->max_batch = s->n_ctx;
     s->n_threads = opts->n_threads ? opts->n_threads : default_threads();
     if (s->n_threads > 1) {
@@ -66,10 +68,21 @@ tern_status tern_session_create(tern_model *model, const tern_session_options *o
             return tern_fail(err, TERN_ERR_NO_MEMORY, "cannot create a pool of %u threads", opts->n_threads);
         }
     }
+    if (model->int8_activations && model->qa_max_cols) {
+        const size_t nb = model->qa_max_cols / TERN_QA_BLOCK;
+        s->qa.q = malloc((size_t)TERN_QA_ROWS * model->qa_max_cols);
+        s->qa.d = malloc((size_t)TERN_QA_ROWS * nb * sizeof *s->qa.d);
+        s->qa.s = malloc((size_t)TERN_QA_ROWS * nb * sizeof *s->qa.s);
+        if (!s->qa.q || !s->qa.d || !s->qa.s) {
+            session_release(s);
+            return tern_fail(err, TERN_ERR_NO_MEMORY,
+                             "out of memory allocating the activation buffer (%zu columns)",
+                             model->qa_max_cols);
+        }
+    }
     tern_status st = model->ops->session_init(s, err);
     if (st != TERN_OK) {
-        if (s->pool) pthreadpool_destroy(s->pool);
-        free(s);
+        session_release(s);
         return st;
     }
     *out = s;
@@ -79,8 +92,7 @@ tern_status tern_session_create(tern_model *model, const tern_session_options *o
 void tern_session_destroy(tern_session *s) {
     if (!s) return;
     s->model->ops->session_free(s);
-    if (s->pool) pthreadpool_destroy(s->pool);
-    free(s);
+    session_release(s);
 }
 
 uint32_t tern_session_position(const tern_session *s) {

@@ -451,8 +451,10 @@ tern_status tern_pretokenize(tern_tok_pre pre, const uint32_t *cps, size_t n, si
         next = t;
         if (cur.oom || next.oom) break;
     }
+    /* The first push can fail too: after the swap its flag is on next. */
+    const int oom = cur.oom || next.oom;
     free(next.v);
-    if (cur.oom) {
+    if (oom) {
         free(cur.v);
         return tern_fail(err, TERN_ERR_NO_MEMORY, "tokenizer: out of memory pre-tokenizing %zu code points", n);
     }

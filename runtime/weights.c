@@ -18,7 +18,11 @@ tern_status tern_bind_weight(const tern_model *model, const char *name, size_t r
                          (unsigned long long)d->dims[0], (unsigned long long)d->dims[1], d->ndim,
                          rows, cols);
     if (d->encoding >= TERN_ENC_COUNT_ || !model->kernels.linear[d->encoding] ||
-        d->layout != TERN_LAYOUT_ROW_MAJOR || d->sparse_m != 0)
+        (d->layout != TERN_LAYOUT_ROW_MAJOR &&
+         !(d->layout == TERN_LAYOUT_ROW_INTERLEAVED && /* Q8/Q4 tiles, checked by the reader */
+           (d->encoding == TERN_ENC_Q8 || d->encoding == TERN_ENC_Q4))) ||
+        (d->sparse_m != 0 && /* N:M: row-major, with a sparse kernel */
+         (d->layout != TERN_LAYOUT_ROW_MAJOR || !model->kernels.linear_nm[d->encoding])))
         return tern_fail(err, TERN_ERR_UNSUPPORTED,
                          "tensor '%s': encoding %s (layout %u, sparsity %u:%u) has no kernel", name,
                          tern_encoding_name(d->encoding), d->layout, d->sparse_n, d->sparse_m);
@@ -62,8 +66,9 @@ int tern_weight_rows_readable(const tern_weight *w) {
     case TERN_ENC_BF16: return 1;
     case TERN_ENC_Q8:
     case TERN_ENC_Q4:
-        return w->layout == TERN_LAYOUT_ROW_MAJOR && w->sparse_m == 0 && w->group_size != 0 &&
-               w->cols % w->group_size == 0;
+        return (w->layout == TERN_LAYOUT_ROW_MAJOR ||
+                (w->layout == TERN_LAYOUT_ROW_INTERLEAVED && w->tile_rows != 0)) &&
+               w->sparse_m == 0 && w->group_size != 0 && w->cols % w->group_size == 0;
     default: return 0;
     }
 }
@@ -71,7 +76,40 @@ int tern_weight_rows_readable(const tern_weight *w) {
 /* Row r of a dense row-major Q8/Q4 weight, each value computed as the ref
  * linear kernels compute it (docs/format.md 7.2), so a looked-up embedding
  * equals the matrix the output layer multiplies by. */
+/* Row r of ROW_INTERLEAVED tiles (docs/format.md 7.4), the same values as
+ * tern_weight_row_quant gives for the row-major order. */
+static void tern_weight_row_tiled(const tern_weight *w, size_t r, float *out) {
+    const size_t n = w->cols, gs = w->group_size, n_groups = n / gs, R = w->tile_rows;
+    const int has_zero = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0;
+    const int q4 = w->encoding == TERN_ENC_Q4;
+    const uint8_t *v = (const uint8_t *)w->values;
+    for (size_t g = 0; g < n_groups; g++) {
+        const size_t gi = tern_tiled_group_index(n_groups, R, r, g);
+        const float s = tern_f16_to_f32(((const uint16_t *)w->scales)[gi]);
+        const int offset = has_zero ? ((const uint8_t *)w->zeros)[gi] : (q4 && !has_min) ? 8 : 0;
+        const float mn = has_min ? tern_f16_to_f32(((const uint16_t *)w->zeros)[gi]) : 0.0f;
+        for (size_t j = 0; j < gs; j++) {
+            const size_t c = g * gs + j;
+            int q;
+            if (q4) {
+                int high;
+                const uint8_t b = v[tern_tiled_q4_offset(n, R, r, c, &high)];
+                q = high ? b >> 4 : b & 0xf;
+            } else {
+                const uint8_t b = v[tern_tiled_q8_offset(n, R, r, c)];
+                q = (has_zero || has_min) ? (int)b : (int)(int8_t)b;
+            }
+            out[c] = has_min ? s * (float)q + mn : s * (float)(q - offset);
+        }
+    }
+}
+
 static void tern_weight_row_quant(const tern_weight *w, size_t r, float *out) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) {
+        tern_weight_row_tiled(w, r, out);
+        return;
+    }
     const size_t n = w->cols, gs = w->group_size, n_groups = n / gs;
     const uint16_t *scales = (const uint16_t *)w->scales + r * n_groups;
     const int has_zero = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;

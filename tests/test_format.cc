@@ -127,9 +127,9 @@ const std::vector<TensorSpec> &SampleTensors() {
          {48, 12, 6, 24}},
         // 3:8 keeps 6 of 16 per row: 2*6 floats; 6 * 3 bits = 18 bits -> 3 B per row
         {"blk.0.ffn_down.weight", Desc(TERN_ENC_F32, {2, 16}, 0, 0, 3, 8), {48, 0, 0, 6}},
-        // interleaved by 2 rows: same sizes as row-major
+        // interleaved by 4 rows: same sizes as row-major
         {"blk.0.attn_output.weight",
-         Desc(TERN_ENC_Q8, {4, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 2), {128, 8, 0, 0}},
+         Desc(TERN_ENC_Q8, {4, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 4), {128, 8, 0, 0}},
         // 30 bf16
         {"bf16.3d", Desc(TERN_ENC_BF16, {2, 3, 5}), {60, 0, 0, 0}},
         // 5 int32
@@ -476,7 +476,16 @@ TEST(PlaneSizes, Sparse) {
 
 TEST(PlaneSizes, LayoutAndShape) {
     ExpectSizes(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 4), 128, 16, 0, 0);
-    ExpectSizes(Desc(TERN_ENC_F32, {8, 4}, 0, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8), 128, 0, 0, 0);
+    ExpectSizes(Desc(TERN_ENC_Q8, {32, 64}, 64, TERN_TENSOR_HAS_ZERO_POINT, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 16),
+                2048, 64, 32, 0);
+    // 7.4: only dense Q8/Q4, tiles of 4k rows, 32-column blocks and groups
+    ExpectInvalid(Desc(TERN_ENC_F32, {8, 4}, 0, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8));
+    ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 2));
+    ExpectInvalid(Desc(TERN_ENC_Q8, {8, 48}, 16, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8));
+    ExpectInvalid(Desc(TERN_ENC_Q8, {8, 64}, 16, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8));
+    ExpectSizes(Desc(TERN_ENC_Q4, {8, 32}, 32, TERN_TENSOR_HAS_MIN, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8), 128, 16,
+                16, 0);
+    ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 16, 0, 2, 4, TERN_LAYOUT_ROW_INTERLEAVED, 8));
     ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 3));  // 8 % 3
     ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 0));
     ExpectInvalid(Desc(TERN_ENC_F32, {8, 4}, 0, 0, 0, 0, TERN_LAYOUT_ROW_MAJOR, 4));  // tile on row-major

@@ -8,6 +8,10 @@
 // new SIMD kernel needs no new test code.
 #include <gtest/gtest.h>
 
+#if defined(__arm__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
+
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -20,6 +24,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
 #include "tern.h"
+#include "tests/test_tiers.h"
 
 namespace {
 
@@ -397,6 +402,15 @@ void CheckRope(tern_rope_fn fn, bool interleaved, size_t n_heads, size_t head_di
 
 double Silu(double x) { return x / (1.0 + std::exp(-x)); }
 
+// AArch32 NEON always flushes subnormals to zero (ARM ARM: Advanced SIMD uses
+// the FPSCR "standard value"), so e^x below FLT_MIN becomes 0 inside the 32-bit
+// neon tier: x * e^x then loses up to |x| * FLT_MIN. No flush elsewhere.
+#if defined(__arm__)
+constexpr double kNeonFlushSlack = 1.0;
+#else
+constexpr double kNeonFlushSlack = 0.0;
+#endif
+
 // Inputs for the activations: a random spread plus the edges of expf's range.
 std::vector<float> ActivationInputs(std::mt19937 &rng, size_t n) {
     std::vector<float> x = RandomFloats(rng, n, -12.0f, 12.0f);
@@ -413,7 +427,7 @@ void CheckSilu(void (*fn)(size_t, const float *, float *), size_t n, uint32_t se
     fn(n, x.data(), y.data());
     for (size_t i = 0; i < n; i++) {
         const double ref = Silu(x[i]);
-        EXPECT_WITHIN(y[i], ref, 4.0 * kEps * std::fabs(ref) + FLT_MIN, i);
+        EXPECT_WITHIN(y[i], ref, 4.0 * kEps * std::fabs(ref) + FLT_MIN + kNeonFlushSlack * std::fabs(x[i]) * FLT_MIN, i);
     }
     y.CheckGuard();
 }
@@ -442,7 +456,10 @@ void CheckSwiglu(void (*fn)(size_t, const float *, const float *, float *), size
     fn(n, gate.data(), up.data(), y.data());
     for (size_t i = 0; i < n; i++) {
         const double ref = Silu(gate[i]) * up[i];
-        EXPECT_WITHIN(y[i], ref, 5.0 * kEps * std::fabs(ref) + FLT_MIN * std::fabs(up[i]), i);
+        EXPECT_WITHIN(y[i], ref,
+                      5.0 * kEps * std::fabs(ref) + FLT_MIN * std::fabs(up[i]) +
+                          kNeonFlushSlack * std::fabs(gate[i] * up[i]) * FLT_MIN,
+                      i);
     }
     y.CheckGuard();
     std::vector<float> g = gate; // y aliasing gate
@@ -486,10 +503,12 @@ class AttentionTester {
     AttentionTester &range(size_t h0, size_t h1) { h0_ = h0; h1_ = h1; return *this; }
     AttentionTester &q_magnitude(float v) { qmag_ = v; return *this; }
     AttentionTester &seed(uint32_t v) { seed_ = v; return *this; }
+    AttentionTester &kv_type(tern_kv_type v) { kv_type_ = v; return *this; }
 
     void Test(tern_attention_fn fn) const {
         SCOPED_TRACE(Shape({{"n_head", n_head_}, {"n_head_kv", n_head_kv_}, {"dim", d_},
-                            {"n_kv", n_kv_}, {"cap", cap_}, {"h0", h0_}, {"h1", h1_}}));
+                            {"n_kv", n_kv_}, {"cap", cap_}, {"h0", h0_}, {"h1", h1_},
+                            {"kv_type", (size_t)kv_type_}}));
         std::mt19937 rng(seed_);
         const size_t cap = std::max(cap_, n_kv_), stride = cap * d_;
         const std::vector<float> q = RandomFloats(rng, n_head_ * d_, -qmag_, qmag_);
@@ -498,6 +517,40 @@ class AttentionTester {
         // positions >= n_kv are never read
         for (size_t j = 0; j < n_head_kv_; j++)
             for (size_t i = n_kv_ * d_; i < stride; i++) k[j * stride + i] = v[j * stride + i] = NAN;
+        // F16 / Q8 caches: stored values, and k, v replaced by what they hold
+        // (decoded here, by this file's F16 decoder and scale * q)
+        std::vector<uint16_t> k16, v16;
+        std::vector<int8_t> k8, v8;
+        std::vector<float> ks, vs;
+        if (kv_type_ == TERN_KV_F16) {
+            k16.resize(k.size());
+            v16.resize(v.size());
+            for (size_t i = 0; i < k.size(); i++) {
+                k16[i] = std::isnan(k[i]) ? 0x7e00 : RandomF16(rng, 8, 16);
+                v16[i] = std::isnan(v[i]) ? 0x7e00 : RandomF16(rng, 8, 16);
+                if (!std::isnan(k[i])) k[i] = (float)DecodeF16(k16[i]);
+                if (!std::isnan(v[i])) v[i] = (float)DecodeF16(v16[i]);
+            }
+        } else if (kv_type_ == TERN_KV_Q8) {
+            k8.resize(k.size());
+            v8.resize(v.size());
+            ks.assign(n_head_kv_ * cap, NAN); // unread past n_kv
+            vs.assign(n_head_kv_ * cap, NAN);
+            for (size_t j = 0; j < n_head_kv_; j++)
+                for (size_t p = 0; p < n_kv_; p++) {
+                    ks[j * cap + p] = std::ldexp(1.0f + (float)(rng() % 64) / 64.0f, -7);
+                    vs[j * cap + p] = std::ldexp(1.0f + (float)(rng() % 64) / 64.0f, -7);
+                }
+            for (size_t i = 0; i < k.size(); i++) {
+                const size_t j = i / stride, p = (i % stride) / d_;
+                k8[i] = (int8_t)((int)(rng() % 255) - 127);
+                v8[i] = (int8_t)((int)(rng() % 255) - 127);
+                if (p < n_kv_) {
+                    k[i] = (float)((double)ks[j * cap + p] * k8[i]);
+                    v[i] = (float)((double)vs[j * cap + p] * v8[i]);
+                }
+            }
+        }
         std::vector<float> out(n_head_ * d_, kSentinel);
         tern_attention_args a{};
         a.head_dim = d_;
@@ -510,6 +563,17 @@ class AttentionTester {
         a.k = k.data();
         a.v = v.data();
         a.out = out.data();
+        a.kv_type = kv_type_;
+        if (kv_type_ == TERN_KV_F16) {
+            a.k = k16.data();
+            a.v = v16.data();
+        } else if (kv_type_ == TERN_KV_Q8) {
+            a.k = k8.data();
+            a.v = v8.data();
+            a.k_scale = ks.data();
+            a.v_scale = vs.data();
+            a.kv_scale_stride = cap;
+        }
         fn(&a, h0_, h1_);
 
         for (size_t h = 0; h < n_head_; h++) {
@@ -529,7 +593,7 @@ class AttentionTester {
                     mag += std::fabs((double)qh[j] * kh[p * d_ + j]);
                 }
                 s[p] = dot * a.scale;
-                err_s = std::max(err_s, (d_ + 2) * kEps * mag * a.scale);
+                err_s = std::max(err_s, (d_ + 4) * kEps * mag * a.scale);
                 max = std::max(max, s[p]);
             }
             for (size_t p = 0; p < n_kv_; p++) sum += s[p] = std::exp(s[p] - max);
@@ -553,9 +617,10 @@ class AttentionTester {
     size_t n_head_ = 1, n_head_kv_ = 1, d_ = 1, n_kv_ = 1, cap_ = 0, h0_ = 0, h1_ = 1;
     float qmag_ = 1.0f;
     uint32_t seed_ = 1;
+    tern_kv_type kv_type_ = TERN_KV_F32;
 };
 
-void SweepAttention(tern_attention_fn fn) {
+void SweepAttention(tern_attention_fn fn, tern_kv_type kv = TERN_KV_F32) {
     ASSERT_NE(fn, nullptr);
     uint32_t seed = 300;
     const std::pair<size_t, size_t> head_shapes[] = {{1, 1}, {4, 4}, {8, 2}, {6, 1}, {12, 4}};
@@ -563,7 +628,7 @@ void SweepAttention(tern_attention_fn fn) {
         for (size_t d : {1, 3, 8, 16, 64})
             for (size_t n_kv : {1, 2, 3, 4, 7, 16, 31, 33, 64, 70}) {
                 AttentionTester t;
-                t.heads(hs.first, hs.second).head_dim(d).n_kv(n_kv).seed(seed++);
+                t.heads(hs.first, hs.second).head_dim(d).n_kv(n_kv).seed(seed++).kv_type(kv);
                 // large q makes the softmax peaky, so the running max moves often
                 t.q_magnitude(seed % 2 ? 1.0f : 6.0f);
                 t.Test(fn);
@@ -783,6 +848,8 @@ TEST(KernelRef, LinearQ4) { SweepLinearQuant(tern_f32_q4w_linear_ukernel__ref, T
 TEST(KernelRef, RowKernels) { SweepRowKernels(RefTable()); }
 TEST(KernelRef, Rope) { SweepRope(RefTable()); }
 TEST(KernelRef, Attention) { SweepAttention(tern_f32_attention_ukernel__ref); }
+TEST(KernelRef, AttentionF16Cache) { SweepAttention(tern_f32_attention_ukernel__ref, TERN_KV_F16); }
+TEST(KernelRef, AttentionQ8Cache) { SweepAttention(tern_f32_attention_ukernel__ref, TERN_KV_Q8); }
 
 TEST(KernelRef, Quantize) { SweepQuantize(tern_f32_qs8_quantize_ukernel__ref); }
 TEST(KernelRef, LinearQaQ8) {
@@ -868,13 +935,7 @@ TEST(KernelRef, KnownValues) {
 
 // ---- Every tier this CPU has, every table entry ------------------------------------
 
-// All tiers tern knows, from the names table: a new tier needs no change here.
-std::vector<tern_isa> AllTiers() {
-    std::vector<tern_isa> tiers;
-    for (int i = 0; i < 64; i++)
-        if (std::strcmp(tern_isa_name((tern_isa)i), "unknown") != 0) tiers.push_back((tern_isa)i);
-    return tiers;
-}
+using tern_test::AllTiers;
 
 bool SameEntries(const tern_kernels &a, const tern_kernels &b) {
     tern_kernels x = a, y = b;
@@ -882,23 +943,9 @@ bool SameEntries(const tern_kernels &a, const tern_kernels &b) {
     return std::memcmp(&x, &y, sizeof x) == 0; // both memset by tern_kernels_init
 }
 
-class KernelTier : public ::testing::TestWithParam<tern_isa> {
+class KernelTier : public tern_test::TierTest {
   protected:
-    void SetUp() override {
-        const tern_isa isa = GetParam();
-        uint64_t mask = 0;
-        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
-        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
-        tern_kernels_init(&k_, mask);
-        ASSERT_NE(mask & TERN_ISA_MASK(k_.isa), 0u) << "table tier outside its mask";
-        if (isa != TERN_ISA_REF) {
-            tern_kernels lower;
-            tern_kernels_init(&lower, mask & ~TERN_ISA_MASK(isa));
-            if (SameEntries(k_, lower))
-                GTEST_SKIP() << tern_isa_name(isa) << " has no kernels of its own yet";
-        }
-    }
-    tern_kernels k_;
+    void SetUp() override { SetUpTier(SameEntries, "kernels"); }
 };
 
 TEST_P(KernelTier, LinearF32) { SweepLinearDense(k_.linear[TERN_ENC_F32], TERN_ENC_F32); }
@@ -909,6 +956,25 @@ TEST_P(KernelTier, LinearQ4) { SweepLinearQuant(k_.linear[TERN_ENC_Q4], TERN_ENC
 TEST_P(KernelTier, RowKernels) { SweepRowKernels(k_); }
 TEST_P(KernelTier, Rope) { SweepRope(k_); }
 TEST_P(KernelTier, Attention) { SweepAttention(k_.attention); }
+TEST_P(KernelTier, AttentionF16Cache) { SweepAttention(k_.attention, TERN_KV_F16); }
+TEST_P(KernelTier, AttentionQ8Cache) { SweepAttention(k_.attention, TERN_KV_Q8); }
+// GELU over the whole float range that matters, finer than the row sweep:
+// the vector erf's error bound (kernels/simd_tmpl.h) at every tier.
+TEST_P(KernelTier, GeluDenseRange) {
+    std::vector<float> x;
+    for (float v = -12.0f; v <= 12.0f; v += 1.0f / 1024) x.push_back(v);
+    for (float v : {1e-30f, -1e-30f, 1e-6f, -1e-6f, 0.0f, -0.0f, 30.0f, -30.0f, 1e6f, -1e6f})
+        x.push_back(v);
+    std::vector<float> y(x.size() + 1, kSentinel);
+    k_.gelu(x.size(), x.data(), y.data());
+    for (size_t i = 0; i < x.size(); i++) {
+        const double ref = 0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0)));
+        // erf to 2.2e-7 absolute (relative near 0) and 4 roundings
+        const double tol = 2.5e-7 * 0.5 * std::fabs(x[i]) + 4.0 * kEps * std::fabs(ref) + FLT_TRUE_MIN;
+        ASSERT_LE(std::fabs(y[i] - ref), tol) << "gelu(" << x[i] << ") = " << y[i] << ", expected " << ref;
+    }
+    ASSERT_TRUE(SameBits(y[x.size()], kSentinel)) << "wrote past n";
+}
 TEST_P(KernelTier, Quantize) {
     SweepQuantize(k_.quantize_rows);
     // bit-identical to ref on the same input
@@ -945,10 +1011,7 @@ TEST_P(KernelTier, NoLinearForSideData) {
         }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, KernelTier, ::testing::ValuesIn(AllTiers()),
-                         [](const ::testing::TestParamInfo<tern_isa> &info) {
-                             return std::string(tern_isa_name(info.param));
-                         });
+TERN_INSTANTIATE_TIERS(KernelTier);
 
 TEST(KernelTable, RefMaskGivesRefKernels) {
     for (uint64_t mask : {TERN_ISA_MASK(TERN_ISA_REF), UINT64_C(0)}) {
@@ -1077,6 +1140,12 @@ TEST(Isa, BestMatchesCpu) {
     EXPECT_GE((int)best, (int)TERN_ISA_ARM_NEON);
     EXPECT_EQ(tern_isa_best(TERN_ISA_MASK(TERN_ISA_ARM_NEON)), TERN_ISA_ARM_NEON);
     EXPECT_EQ(tern_isa_best(TERN_ISA_MASK(TERN_ISA_X86_AVX2)), TERN_ISA_REF);
+#elif defined(__arm__) && defined(__linux__)
+    // 32-bit ARM: the neon tier needs HWCAP_NEON (12), HWCAP_VFPv4 (16), HWCAP_HALF (1)
+    const unsigned long hw = getauxval(AT_HWCAP);
+    const bool neon = (hw >> 12 & 1) && (hw >> 16 & 1) && (hw >> 1 & 1);
+    EXPECT_EQ(best, neon ? TERN_ISA_ARM_NEON : TERN_ISA_REF);
+    EXPECT_EQ(tern_isa_best(TERN_ISA_MASK_ALL & ~TERN_ISA_MASK(TERN_ISA_ARM_NEON)), TERN_ISA_REF);
 #else
     EXPECT_EQ(best, TERN_ISA_REF);
 #endif

@@ -21,17 +21,11 @@
 #include "kernels/kernels.h"
 #include "tern.h"
 #include "tests/test_reference.h"
+#include "tests/test_tiers.h"
 
 namespace {
 
 // ---- Kernels --------------------------------------------------------------------------
-
-std::vector<tern_isa> AllTiers() {
-    std::vector<tern_isa> tiers;
-    for (int i = 0; i < 64; i++)
-        if (std::strcmp(tern_isa_name((tern_isa)i), "unknown") != 0) tiers.push_back((tern_isa)i);
-    return tiers;
-}
 
 std::vector<float> Uniform(std::mt19937 &rng, size_t n, float lo, float hi) {
     std::uniform_real_distribution<float> dist(lo, hi);
@@ -138,24 +132,15 @@ void RunConv(tern_ssm_conv_fn fn, size_t t0, size_t n, size_t d, size_t K,
     fn(&a, c0, c1);
 }
 
-class MambaKernelTier : public ::testing::TestWithParam<tern_isa> {
+class MambaKernelTier : public tern_test::TierTest {
   protected:
     void SetUp() override {
-        const tern_isa isa = GetParam();
-        uint64_t mask = 0;
-        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
-        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
-        tern_kernels_init(&k_, mask);
+        SetUpTier([](const tern_kernels &a, const tern_kernels &b) {
+            return a.ssm_conv == b.ssm_conv && a.ssm_scan == b.ssm_scan;
+        }, "Mamba kernels");
         ASSERT_NE(k_.ssm_conv, nullptr);
         ASSERT_NE(k_.ssm_scan, nullptr);
-        if (isa != TERN_ISA_REF) {
-            tern_kernels lower;
-            tern_kernels_init(&lower, mask & ~TERN_ISA_MASK(isa));
-            if (lower.ssm_conv == k_.ssm_conv && lower.ssm_scan == k_.ssm_scan)
-                GTEST_SKIP() << tern_isa_name(isa) << " has no Mamba kernels of its own";
-        }
     }
-    tern_kernels k_;
 };
 
 TEST_P(MambaKernelTier, ConvMatchesDoubleLoop) {
@@ -280,10 +265,50 @@ TEST_P(MambaKernelTier, ScanSplitChunkEqualsWholeChunk) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, MambaKernelTier, ::testing::ValuesIn(AllTiers()),
-                         [](const ::testing::TestParamInfo<tern_isa> &info) {
-                             return std::string(tern_isa_name(info.param));
-                         });
+// dt over the softplus's whole range (tiny, around 0, near and past the
+// threshold of 20) and mamba-130m's d_state 16 plus the vector path's edges
+// (64 states, and 65: the ref fallback), ragged channel counts.
+TEST_P(MambaKernelTier, ScanSoftplusRangeAndStateSizes) {
+    std::mt19937 rng(24);
+    const float dts[] = {-30.0f, -12.0f, -3.0f, -1e-3f, 0.0f, 0.7f, 5.0f, 19.5f, 20.0f, 20.5f, 40.0f};
+    for (size_t S : {16, 64, 65}) {
+        const size_t d = 19, T = 11;
+        ScanInputs in = MakeScanInputs(rng, T, d, S);
+        for (size_t i = 0; i < in.dt.size(); i++) in.dt[i] = dts[(i * 7) % 11];
+        std::vector<float> h0 = Uniform(rng, d * S, -1.0f, 1.0f);
+        std::vector<double> hd(h0.begin(), h0.end()), yd;
+        ScanDouble(in, hd, yd);
+        std::vector<float> h = h0, y(T * d, 1e30f);
+        RunScan(k_.ssm_scan, in, 0, T, 0, d, h, y);
+        // dt up to 40 scales the inputs up: the bound is relative to dt
+        for (size_t i = 0; i < T * d; i++)
+            ASSERT_NEAR(y[i], yd[i], 1e-4 * (1 + std::fabs(yd[i]))) << "S " << S << " element " << i;
+        for (size_t i = 0; i < d * S; i++)
+            ASSERT_NEAR(h[i], hd[i], 1e-4 * (1 + std::fabs(hd[i]))) << "S " << S << " state " << i;
+    }
+}
+
+// d_conv up to the vector path's limit (8) and past it (9: the ref), with
+// mamba-130m's channel count (1536) and a ragged one.
+TEST_P(MambaKernelTier, ConvLongWindowsAndWideRows) {
+    std::mt19937 rng(14);
+    for (size_t K : {4, 8, 9})
+        for (size_t d : {1536, 45}) {
+            const size_t T = 3;
+            std::vector<float> x = Uniform(rng, T * d, -2.0f, 2.0f), w = Uniform(rng, d * K, -1, 1);
+            std::vector<float> b = Uniform(rng, d, -0.5f, 0.5f);
+            std::vector<float> state = Uniform(rng, d * (K - 1), -1.0f, 1.0f);
+            std::vector<double> sd(state.begin(), state.end()), yd;
+            ConvDouble(T, d, K, x, d, w, &b, sd, yd);
+            std::vector<float> y(T * d, 1e30f);
+            RunConv(k_.ssm_conv, 0, T, d, K, x, d, w, b.data(), state, y, 0, d);
+            for (size_t i = 0; i < T * d; i++)
+                ASSERT_NEAR(y[i], yd[i], 1e-5 * (1 + std::fabs(yd[i]))) << "K " << K << " element " << i;
+            for (size_t i = 0; i < d * (K - 1); i++) ASSERT_EQ(state[i], (float)sd[i]) << "state " << i;
+        }
+}
+
+TERN_INSTANTIATE_TIERS(MambaKernelTier);
 
 // ---- Models against transformers --------------------------------------------------------
 

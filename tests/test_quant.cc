@@ -260,13 +260,15 @@ Ref load_ref(const std::string &path) {
 
 // Logits of all positions, prefill (stepwise = 0) or one token at a time.
 std::vector<float> run_logits(const std::string &model_path, const std::vector<int32_t> &tokens, size_t vocab,
-                              int stepwise, uint64_t isa_mask = TERN_ISA_MASK_ALL) {
+                              int stepwise, uint64_t isa_mask = TERN_ISA_MASK_ALL,
+                              int float_activations = 0) {
     tern_model *m;
     tern_error err = {};
     std::vector<float> out(tokens.size() * vocab);
     tern_model_options mo;
     tern_model_options_default(&mo);
     mo.isa_mask = isa_mask;
+    mo.float_activations = (uint8_t)float_activations;
     EXPECT_EQ(tern_model_open(model_path.c_str(), &mo, &m, &err), TERN_OK) << err.message;
     if (testing::Test::HasFailure()) return out;
     tern_session *s;
@@ -538,6 +540,7 @@ TEST_P(GgufKeep, BlocksAreStoredExactly) {
     tern_convert_options_default(&opts);
     ASSERT_EQ(tern_convert(gguf.c_str(), flt.c_str(), &opts, &err), TERN_OK) << err.message;
     opts.weights = TERN_WEIGHTS_KEEP;
+    opts.row_major = 1; // the blocks are compared row by row (tiles: tests/test_tiles.cc)
     ASSERT_EQ(tern_convert(gguf.c_str(), kept.c_str(), &opts, &err), TERN_OK) << err.message;
 
     tern_file f;
@@ -594,9 +597,10 @@ TEST_P(GgufKeep, BlocksAreStoredExactly) {
 
     // A model of the same values computes the same logits: the kept file
     // against the float one, where every tensor is quantised (Q4_0, Q4_1).
-    // (ref kernels: other tiers may sum in another order per encoding)
+    // (ref kernels: other tiers may sum in another order per encoding; float
+    // activations, as the F32 file has)
     const uint64_t ref_only = TERN_ISA_MASK(TERN_ISA_REF);
-    std::vector<float> a = run_logits(kept, ref.tokens, ref.vocab, 0, ref_only);
+    std::vector<float> a = run_logits(kept, ref.tokens, ref.vocab, 0, ref_only, 1);
     std::vector<float> b = run_logits(flt, ref.tokens, ref.vocab, 0, ref_only);
     if (qtype != 8) { EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))); }
     double worst = 0;
@@ -677,12 +681,19 @@ TEST_P(GgufKeep, EveryTierComputesTheKeptValues) {
     ASSERT_EQ(tern_convert(gguf.c_str(), flt.c_str(), &opts, &err), TERN_OK) << err.message;
     opts.weights = TERN_WEIGHTS_KEEP;
     ASSERT_EQ(tern_convert(gguf.c_str(), kept.c_str(), &opts, &err), TERN_OK) << err.message;
-    std::vector<float> a = run_logits(kept, ref.tokens, ref.vocab, 0);
+    std::vector<float> a = run_logits(kept, ref.tokens, ref.vocab, 0, TERN_ISA_MASK_ALL, 1);
     std::vector<float> b = run_logits(flt, ref.tokens, ref.vocab, 0, TERN_ISA_MASK(TERN_ISA_REF));
     double worst = 0;
     for (size_t i = 0; i < ref.tokens.size(); i++)
         worst = std::max(worst, row_error(&a[i * ref.vocab], &b[i * ref.vocab], ref.vocab));
     EXPECT_LE(worst, 1e-4) << "tier " << tern_isa_name(tern_isa_best(TERN_ISA_MASK_ALL));
+    // INT8 activations (the default) on the integer kernels stay close to the
+    // float-activation logits (tests/test_tiles.cc checks the kernels bit for bit).
+    std::vector<float> qa_ref = run_logits(kept, ref.tokens, ref.vocab, 0, TERN_ISA_MASK(TERN_ISA_REF));
+    worst = 0;
+    for (size_t i = 0; i < ref.tokens.size(); i++)
+        worst = std::max(worst, row_error(&qa_ref[i * ref.vocab], &b[i * ref.vocab], ref.vocab));
+    EXPECT_LE(worst, 5e-2);
     test_remove_tree(tmp);
 }
 

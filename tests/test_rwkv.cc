@@ -23,17 +23,11 @@
 #include "kernels/kernels.h"
 #include "tern.h"
 #include "tests/test_reference.h"
+#include "tests/test_tiers.h"
 
 namespace {
 
 // ---- Kernels --------------------------------------------------------------------------
-
-std::vector<tern_isa> AllTiers() {
-    std::vector<tern_isa> tiers;
-    for (int i = 0; i < 64; i++)
-        if (std::strcmp(tern_isa_name((tern_isa)i), "unknown") != 0) tiers.push_back((tern_isa)i);
-    return tiers;
-}
 
 std::vector<float> Uniform(std::mt19937 &rng, size_t n, float lo, float hi) {
     std::uniform_real_distribution<float> dist(lo, hi);
@@ -106,24 +100,15 @@ void RunWkv(tern_wkv4_fn fn, const WkvInputs &in, bool gate, size_t t0, size_t n
     fn(&a, c0, c1);
 }
 
-class RwkvKernelTier : public ::testing::TestWithParam<tern_isa> {
+class RwkvKernelTier : public tern_test::TierTest {
   protected:
     void SetUp() override {
-        const tern_isa isa = GetParam();
-        uint64_t mask = 0;
-        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
-        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
-        tern_kernels_init(&k_, mask);
+        SetUpTier([](const tern_kernels &a, const tern_kernels &b) {
+            return a.wkv4 == b.wkv4 && a.rwkv_shift == b.rwkv_shift;
+        }, "RWKV kernels");
         ASSERT_NE(k_.wkv4, nullptr);
         ASSERT_NE(k_.rwkv_shift, nullptr);
-        if (isa != TERN_ISA_REF) {
-            tern_kernels lower;
-            tern_kernels_init(&lower, mask & ~TERN_ISA_MASK(isa));
-            if (lower.wkv4 == k_.wkv4 && lower.rwkv_shift == k_.rwkv_shift)
-                GTEST_SKIP() << tern_isa_name(isa) << " has no RWKV kernels of its own";
-        }
     }
-    tern_kernels k_;
 };
 
 TEST_P(RwkvKernelTier, ShiftMatchesDoubleLoop) {
@@ -186,6 +171,33 @@ TEST_P(RwkvKernelTier, Wkv4MatchesNaiveDoubleLoop) {
             }
         }
     }
+}
+
+// rwkv-4-169m's width (768) plus a ragged tail, from a fresh state, with the
+// gate and without; and the token shift at that width.
+TEST_P(RwkvKernelTier, Wkv4AndShiftAtModelWidth) {
+    std::mt19937 rng(43);
+    const size_t C = 771, T = 5;
+    for (bool gate : {false, true}) {
+        WkvInputs in = MakeWkvInputs(rng, T, C, -3.0f, 3.0f, -3.0f, 2.0f);
+        std::vector<double> num(C, 0.0), den(C, 0.0), yd;
+        WkvNaiveDouble(in, gate, num, den, yd);
+        WkvState s(C);
+        std::vector<float> y(T * C, 1e30f);
+        RunWkv(k_.wkv4, in, gate, 0, T, 0, C, s, y);
+        for (size_t i = 0; i < T * C; i++)
+            ASSERT_NEAR(y[i], yd[i], 1e-5 * (1 + std::fabs(yd[i]))) << "gate " << gate << " element " << i;
+    }
+    std::vector<float> x = Uniform(rng, T * C, -3.0f, 3.0f), prev = Uniform(rng, C, -3.0f, 3.0f);
+    std::vector<float> mix = Uniform(rng, C, 0.0f, 1.0f), y(T * C + 1, 1e30f);
+    k_.rwkv_shift(T, C, x.data(), prev.data(), mix.data(), y.data());
+    for (size_t t = 0; t < T; t++)
+        for (size_t c = 0; c < C; c++) {
+            const double xp = t ? x[(t - 1) * C + c] : prev[c];
+            const double want = x[t * C + c] * (double)mix[c] + xp * (1.0 - mix[c]);
+            ASSERT_NEAR(y[t * C + c], want, 1e-6 * (1 + std::fabs(want))) << t << " " << c;
+        }
+    EXPECT_EQ(y[T * C], 1e30f) << "wrote past the last row";
 }
 
 TEST_P(RwkvKernelTier, Wkv4StaysFiniteWhereTheNaiveFloatFormOverflows) {
@@ -266,10 +278,7 @@ TEST_P(RwkvKernelTier, Wkv4SplitChunkEqualsWholeChunk) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, RwkvKernelTier, ::testing::ValuesIn(AllTiers()),
-                         [](const ::testing::TestParamInfo<tern_isa> &info) {
-                             return std::string(tern_isa_name(info.param));
-                         });
+TERN_INSTANTIATE_TIERS(RwkvKernelTier);
 
 // ---- Models against transformers --------------------------------------------------------
 

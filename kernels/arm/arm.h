@@ -53,6 +53,14 @@ void tern_f32_rope_interleaved_ukernel__neon(size_t n_heads, size_t head_dim, fl
                                              const float *cos, const float *sin);
 void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0, size_t h1);
 
+/* ---- neon: GELU, Mamba and RWKV (seq_neon.c: kernels/simd_tmpl.h). */
+void tern_f32_gelu_ukernel__neon(size_t n, const float *x, float *y);
+void tern_f32_ssm_conv_silu_ukernel__neon(const tern_ssm_conv_args *a, size_t c0, size_t c1);
+void tern_f32_ssm_scan_ukernel__neon(const tern_ssm_scan_args *a, size_t c0, size_t c1);
+void tern_f32_rwkv_shift_ukernel__neon(size_t n, size_t d, const float *x, const float *prev,
+                                       const float *mix, float *y);
+void tern_f32_wkv4_ukernel__neon(const tern_wkv4_args *a, size_t c0, size_t c1);
+
 /* ---- Integer paths (linear_qa_*.c): 2 tokens x 4 rows x one 32-block per
  * step (neon: smull/sadalp, dotprod: sdot, i8mm: smmla; i8mm runs dotprod
  * when m == 1), int32 block dots, then the ref's fmaf chain in block order.
@@ -68,6 +76,8 @@ TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__dotprod);
 TERN_ARM_QA_FN(tern_qs8_q4w_linear_ukernel_2x4__dotprod);
 TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__i8mm);
 TERN_ARM_QA_FN(tern_qs8_q4w_linear_ukernel_2x4__i8mm);
+/* N:M sparse integer linear layer (linear_nm_dotprod.c, AArch64 only). */
+TERN_ARM_QA_FN(tern_qs8_nm_linear_ukernel_4x32__dotprod);
 
 #ifdef __cplusplus
 }

@@ -1,7 +1,8 @@
 /* NEON single-query attention with the online softmax, keys in blocks of
  * TERN_ATT_BLOCK: the block's scores (four keys at a time, one accumulator
  * each), one rescale of the running sum and output when the block raises the
- * maximum, vector exponentials, then out += e_p * v_p key by key. A head's
+ * maximum, vector exponentials, then out += e_p * v_p key by key (F32; F16
+ * and Q8 caches go key by key, widened on load). A head's
  * arithmetic depends only on its own data, never on [h0, h1). */
 #include <arm_neon.h>
 #include <math.h>
@@ -60,14 +61,96 @@ static void tern_neon_scale(size_t d, float *out, float c) {
         out[j] *= c;
 }
 
+/* Eight elements at offset `at` of an F16 or Q8 cache, widened to float. */
+TERN_ARM_INLINE void tern_neon_kv_load8(uint32_t type, const void *base, size_t at,
+                                        float32x4_t *lo, float32x4_t *hi) {
+    if (type == TERN_KV_F16) {
+        const float16x8_t v = vreinterpretq_f16_u16(vld1q_u16((const uint16_t *)base + at));
+        *lo = vcvt_f32_f16(vget_low_f16(v));
+        *hi = vcvt_high_f32_f16(v);
+    } else {
+        const int16x8_t v = vmovl_s8(vld1_s8((const int8_t *)base + at));
+        *lo = vcvtq_f32_s32(vmovl_s16(vget_low_s16(v)));
+        *hi = vcvtq_f32_s32(vmovl_high_s16(v));
+    }
+}
+
+TERN_ARM_INLINE float tern_neon_kv_load1(uint32_t type, const void *base, size_t at) {
+    if (type == TERN_KV_F16) return tern_arm_f16_to_f32(((const uint16_t *)base)[at]);
+    return (float)((const int8_t *)base)[at];
+}
+
+/* F16 and Q8 caches: key by key (score, rescale, value update), elements
+ * widened to float as they are loaded; a Q8 scale multiplies the dot product
+ * and the softmax weight. */
+TERN_ARM_INLINE void tern_neon_attention_widen(const tern_attention_args *args, size_t h0,
+                                               size_t h1, uint32_t type) {
+    const size_t d = args->head_dim;
+    const size_t group = args->n_head / args->n_head_kv;
+    for (size_t h = h0; h < h1; h++) {
+        const size_t kvh = h / group;
+        const float *q = args->q + h * d;
+        const size_t base = kvh * args->kv_head_stride;
+        const float *ks = type == TERN_KV_Q8 ? args->k_scale + kvh * args->kv_scale_stride : NULL;
+        const float *vs = type == TERN_KV_Q8 ? args->v_scale + kvh * args->kv_scale_stride : NULL;
+        float *out = args->out + h * d;
+        for (size_t j = 0; j < d; j++)
+            out[j] = 0.0f;
+        if (args->n_kv == 0) continue;
+        float max = -INFINITY, sum = 0.0f;
+        for (size_t p = 0; p < args->n_kv; p++) {
+            const size_t at = base + p * d;
+            float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
+            size_t j = 0;
+            for (; j + 8 <= d; j += 8) {
+                float32x4_t k0, k1;
+                tern_neon_kv_load8(type, args->k, at + j, &k0, &k1);
+                a0 = vfmaq_f32(a0, vld1q_f32(q + j), k0);
+                a1 = vfmaq_f32(a1, vld1q_f32(q + j + 4), k1);
+            }
+            float s = vaddvq_f32(vaddq_f32(a0, a1));
+            for (; j < d; j++)
+                s = fmaf(q[j], tern_neon_kv_load1(type, args->k, at + j), s);
+            if (ks) s *= ks[p];
+            s *= args->scale;
+            if (s > max) {
+                const float c = expf(max - s); /* 0 on the first key */
+                sum *= c;
+                tern_neon_scale(d, out, c);
+                max = s;
+            }
+            const float e = expf(s - max);
+            sum += e;
+            const float ev = vs ? e * vs[p] : e;
+            for (j = 0; j + 8 <= d; j += 8) {
+                float32x4_t v0, v1;
+                tern_neon_kv_load8(type, args->v, at + j, &v0, &v1);
+                vst1q_f32(out + j, vfmaq_n_f32(vld1q_f32(out + j), v0, ev));
+                vst1q_f32(out + j + 4, vfmaq_n_f32(vld1q_f32(out + j + 4), v1, ev));
+            }
+            for (; j < d; j++)
+                out[j] = fmaf(ev, tern_neon_kv_load1(type, args->v, at + j), out[j]);
+        }
+        tern_neon_scale(d, out, 1.0f / sum);
+    }
+}
+
 void tern_f32_attention_ukernel__neon(const tern_attention_args *args, size_t h0, size_t h1) {
+    if (args->kv_type == TERN_KV_F16) {
+        tern_neon_attention_widen(args, h0, h1, TERN_KV_F16);
+        return;
+    }
+    if (args->kv_type == TERN_KV_Q8) {
+        tern_neon_attention_widen(args, h0, h1, TERN_KV_Q8);
+        return;
+    }
     const size_t d = args->head_dim;
     const size_t group = args->n_head / args->n_head_kv; /* query heads per KV head */
     float s[TERN_ATT_BLOCK + 4];
     for (size_t h = h0; h < h1; h++) {
         const float *q = args->q + h * d;
-        const float *k = args->k + (h / group) * args->kv_head_stride;
-        const float *v = args->v + (h / group) * args->kv_head_stride;
+        const float *k = (const float *)args->k + (h / group) * args->kv_head_stride;
+        const float *v = (const float *)args->v + (h / group) * args->kv_head_stride;
         float *out = args->out + h * d;
         for (size_t j = 0; j < d; j++)
             out[j] = 0.0f;

@@ -1,5 +1,4 @@
-/* The neon tier's table entries (ARMv8.0: every AArch64 CPU). gelu, the
- * Mamba and RWKV kernels keep their ref versions. */
+/* The neon tier's table entries (ARMv8.0: every AArch64 CPU). */
 #include "kernels/arm/arm.h"
 
 void tern_kernels_init_neon(tern_kernels *k) {
@@ -20,4 +19,9 @@ void tern_kernels_init_neon(tern_kernels *k) {
     k->silu = tern_f32_silu_ukernel__neon;
     k->add = tern_f32_add_ukernel__neon;
     k->attention = tern_f32_attention_ukernel__neon;
+    k->gelu = tern_f32_gelu_ukernel__neon;
+    k->ssm_conv = tern_f32_ssm_conv_silu_ukernel__neon;
+    k->ssm_scan = tern_f32_ssm_scan_ukernel__neon;
+    k->rwkv_shift = tern_f32_rwkv_shift_ukernel__neon;
+    k->wkv4 = tern_f32_wkv4_ukernel__neon;
 }

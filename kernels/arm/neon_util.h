@@ -1,11 +1,14 @@
 /* Inline helpers shared by the AArch64 tiers (plain ARMv8.0 AdvSIMD only, so
- * any tier may include it). */
+ * any tier may include it); on 32-bit ARM neon_arm32.h supplies the AArch64-only
+ * intrinsics the neon tier uses. */
 #ifndef TERN_KERNELS_ARM_NEON_UTIL_H
 #define TERN_KERNELS_ARM_NEON_UTIL_H
 
 #include <arm_neon.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "kernels/arm/neon_arm32.h"
 
 #define TERN_ARM_INLINE static inline __attribute__((always_inline))
 

@@ -15,7 +15,10 @@
  *   acc = fmaf((float)dot, dw * dx, acc)
  * with dw the group's F16 scale, dx the block's scale, and zw the weight's
  * offset: 0 for symmetric Q8, 8 for symmetric Q4, the group's zero point for
- * asymmetric Q8/Q4. Then y = acc (+ bias[r], one float addition). A SIMD
+ * asymmetric Q8/Q4. With HAS_MIN (w = dw * q + min, q unsigned, zw = 0) the
+ * segment then adds its min: acc = fmaf((float)sx, min * dx, acc), sx the
+ * segment's sum of qx (the block's s for a whole block).
+ * Then y = acc (+ bias[r], one float addition). A SIMD
  * kernel may compute dot as sum qw*qx - zw * s when the segment is a whole
  * block: the integers are equal. */
 #include <math.h>
@@ -69,9 +72,21 @@ void tern_f32_qs8_quantize_ukernel__ref(size_t m, size_t k, const float *x, size
 
 /* Weight value c of row r as an integer, before its offset. */
 static inline int tern_qa_weight(const tern_weight *w, size_t r, size_t c) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) {
+        const uint8_t *v = (const uint8_t *)w->values;
+        if (w->encoding == TERN_ENC_Q8) {
+            const uint8_t b = v[tern_tiled_q8_offset(w->cols, w->tile_rows, r, c)];
+            return (w->flags & (TERN_TENSOR_HAS_ZERO_POINT | TERN_TENSOR_HAS_MIN)) ? (int)b
+                                                                                 : (int)(int8_t)b;
+        }
+        int high;
+        const uint8_t b = v[tern_tiled_q4_offset(w->cols, w->tile_rows, r, c, &high)];
+        return high ? b >> 4 : b & 0xf;
+    }
     if (w->encoding == TERN_ENC_Q8) {
         const uint8_t b = ((const uint8_t *)w->values)[r * w->cols + c];
-        return (w->flags & TERN_TENSOR_HAS_ZERO_POINT) ? (int)b : (int)(int8_t)b;
+        return (w->flags & (TERN_TENSOR_HAS_ZERO_POINT | TERN_TENSOR_HAS_MIN)) ? (int)b
+                                                                             : (int)(int8_t)b;
     }
     const size_t gs = w->group_size, half = gs / 2;
     const uint8_t *qg = (const uint8_t *)w->values + r * (w->cols / 2) + (c / gs) * half;
@@ -86,7 +101,9 @@ static void tern_qa_linear_ref(size_t m, size_t r0, size_t r1, const tern_qrows 
     const uint16_t *scales = (const uint16_t *)w->scales;
     const uint8_t *zeros = (const uint8_t *)w->zeros;
     const int asymmetric = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
-    const int sym_offset = w->encoding == TERN_ENC_Q4 ? 8 : 0;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0;
+    const uint16_t *mins = (const uint16_t *)w->zeros;
+    const int sym_offset = has_min ? 0 : w->encoding == TERN_ENC_Q4 ? 8 : 0;
     for (size_t r = r0; r < r1; r++) {
         for (size_t i = 0; i < m; i++) {
             const int8_t *qx = x->q + i * x->k;
@@ -96,11 +113,18 @@ static void tern_qa_linear_ref(size_t m, size_t r0, size_t r1, const tern_qrows 
                 const size_t g = c / gs, b = c / TERN_QA_BLOCK;
                 const size_t g_end = (g + 1) * gs, b_end = (b + 1) * TERN_QA_BLOCK;
                 const size_t end = g_end < b_end ? g_end : b_end;
-                const int zw = asymmetric ? zeros[r * n_groups + g] : sym_offset;
-                int32_t dot = 0;
-                for (; c < end; c++) dot += (tern_qa_weight(w, r, c) - zw) * (int32_t)qx[c];
-                const float dw = tern_qa_f16_to_f32(scales[r * n_groups + g]);
+                const size_t gi = w->layout == TERN_LAYOUT_ROW_INTERLEAVED
+                                      ? tern_tiled_group_index(n_groups, w->tile_rows, r, g)
+                                      : r * n_groups + g;
+                const int zw = asymmetric ? zeros[gi] : sym_offset;
+                int32_t dot = 0, sx = 0;
+                for (; c < end; c++) {
+                    dot += (tern_qa_weight(w, r, c) - zw) * (int32_t)qx[c];
+                    sx += qx[c];
+                }
+                const float dw = tern_qa_f16_to_f32(scales[gi]);
                 acc = fmaf((float)dot, dw * x->d[i * nb + b], acc);
+                if (has_min) acc = fmaf((float)sx, tern_qa_f16_to_f32(mins[gi]) * x->d[i * nb + b], acc);
             }
             y[i * ldy + r] = bias ? acc + bias[r] : acc;
         }

@@ -35,6 +35,62 @@ static inline float tern_ref_bf16_to_f32(uint16_t h) {
     return f;
 }
 
+/* ROW_INTERLEAVED Q8/Q4 (docs/format.md 7.4): the same sums as the
+ * row-major loops below, in the same order, with the values fetched from
+ * their tiled positions. */
+static void tern_ref_tiled_linear(size_t m, size_t r0, size_t r1, const float *x, size_t ldx,
+                                  const tern_weight *w, const float *bias, float *y, size_t ldy) {
+    const size_t cols = w->cols, gs = w->group_size, n_groups = cols / gs, R = w->tile_rows;
+    const uint8_t *v = (const uint8_t *)w->values;
+    const uint16_t *scales = (const uint16_t *)w->scales;
+    const uint8_t *zeros = (const uint8_t *)w->zeros;
+    const int asymmetric = (w->flags & TERN_TENSOR_HAS_ZERO_POINT) != 0;
+    const int q4 = w->encoding == TERN_ENC_Q4;
+    const int has_min = (w->flags & TERN_TENSOR_HAS_MIN) != 0; /* w = scale * q + min */
+    const uint16_t *mins = (const uint16_t *)w->zeros;
+    for (size_t r = r0; r < r1; r++) {
+        for (size_t i = 0; i < m; i++) {
+            const float *xi = x + i * ldx;
+            float acc = 0.0f;
+            for (size_t g = 0; g < n_groups; g++) {
+                const size_t gi = tern_tiled_group_index(n_groups, R, r, g);
+                const float scale = tern_ref_f16_to_f32(scales[gi]);
+                if (has_min) {
+                    const float mn = tern_ref_f16_to_f32(mins[gi]);
+                    for (size_t j = 0; j < gs; j++) {
+                        const size_t c = g * gs + j;
+                        int q;
+                        if (q4) {
+                            int high;
+                            const uint8_t b = v[tern_tiled_q4_offset(cols, R, r, c, &high)];
+                            q = high ? b >> 4 : b & 0xf;
+                        } else {
+                            q = v[tern_tiled_q8_offset(cols, R, r, c)];
+                        }
+                        acc += xi[c] * (scale * (float)q + mn);
+                    }
+                    continue;
+                }
+                const int zero = asymmetric ? zeros[gi] : q4 ? 8 : 0;
+                for (size_t j = 0; j < gs; j++) {
+                    const size_t c = g * gs + j;
+                    int q;
+                    if (q4) {
+                        int high;
+                        const uint8_t b = v[tern_tiled_q4_offset(cols, R, r, c, &high)];
+                        q = (high ? b >> 4 : b & 0xf) - zero;
+                    } else {
+                        const uint8_t b = v[tern_tiled_q8_offset(cols, R, r, c)];
+                        q = asymmetric ? (int)b - zero : (int)(int8_t)b;
+                    }
+                    acc += xi[c] * (scale * (float)q);
+                }
+            }
+            y[i * ldy + r] = bias ? acc + bias[r] : acc;
+        }
+    }
+}
+
 void tern_f32_f32w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x,
                                        size_t ldx, const tern_weight *w, const float *bias,
                                        float *y, size_t ldy) {
@@ -86,6 +142,10 @@ void tern_f32_bf16w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const fl
 void tern_f32_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x,
                                       size_t ldx, const tern_weight *w, const float *bias,
                                       float *y, size_t ldy) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) {
+        tern_ref_tiled_linear(m, r0, r1, x, ldx, w, bias, y, ldy);
+        return;
+    }
     const size_t cols = w->cols;
     const size_t gs = w->group_size;
     const size_t n_groups = cols / gs;
@@ -126,6 +186,10 @@ void tern_f32_q8w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const floa
 void tern_f32_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x,
                                       size_t ldx, const tern_weight *w, const float *bias,
                                       float *y, size_t ldy) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) {
+        tern_ref_tiled_linear(m, r0, r1, x, ldx, w, bias, y, ldy);
+        return;
+    }
     const size_t cols = w->cols;
     const size_t gs = w->group_size;
     const size_t half = gs / 2;

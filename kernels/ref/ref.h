@@ -52,6 +52,17 @@ void tern_qs8_q4w_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const tern
                                       const tern_weight *w, const float *bias, float *y,
                                       size_t ldy);
 
+/* N:M sparse linear layers (linear_nm_ref.c, which defines the arithmetic),
+ * every value encoding; the qs8 one for symmetric or zero-point Q8/Q4 with
+ * cols % 32 == 0. tern_nm_index_row_bytes: INDEX bytes per row. */
+void tern_f32_nm_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const float *x, size_t ldx,
+                                     const tern_weight *w, const float *bias, float *y,
+                                     size_t ldy);
+void tern_qs8_nm_linear_ukernel__ref(size_t m, size_t r0, size_t r1, const tern_qrows *x,
+                                     const tern_weight *w, const float *bias, float *y,
+                                     size_t ldy);
+size_t tern_nm_index_row_bytes(const tern_weight *w);
+
 /* Element-wise and row kernels. y may alias x for every one of them. */
 void tern_f32_rmsnorm_ukernel__ref(size_t n, const float *x, const float *w, float eps, float *y);
 void tern_f32_layernorm_ukernel__ref(size_t n, const float *x, const float *w, const float *b,

@@ -16,4 +16,10 @@ void tern_kernels_init_avx512(tern_kernels *k) {
     k->rope_half = tern_f32_rope_half_ukernel__avx512;
     k->rope_interleaved = tern_f32_rope_interleaved_ukernel__avx512;
     k->attention = tern_f32_attention_ukernel__avx512;
+    k->layernorm = tern_f32_layernorm_ukernel__avx512;
+    k->gelu = tern_f32_gelu_ukernel__avx512;
+    k->ssm_conv = tern_f32_ssm_conv_silu_ukernel__avx512;
+    k->ssm_scan = tern_f32_ssm_scan_ukernel__avx512;
+    k->rwkv_shift = tern_f32_rwkv_shift_ukernel__avx512;
+    k->wkv4 = tern_f32_wkv4_ukernel__avx512;
 }

@@ -177,11 +177,18 @@ TERN_X86_QA_INLINE void tern_x86_qa_linear(int q4, size_t m, size_t r0, size_t r
     }
 }
 
+#include "kernels/x86/linear_qt_tmpl.h"
+
 void TERN_X86_QA_NAME(tern_qs8_q8w_linear_ukernel_8x32)(size_t m, size_t r0, size_t r1,
                                                          const tern_qrows *x,
                                                          const tern_weight *w, const float *bias,
                                                          float *y, size_t ldy) {
-    if (w->group_size % 32 != 0) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED && w->tile_rows == TERN_X86_QT_R) {
+        tern_x86_qt_linear(0, m, r0, r1, x, w, bias, y, ldy);
+        return;
+    }
+    if (w->group_size % 32 != 0 || w->layout != TERN_LAYOUT_ROW_MAJOR ||
+        (w->flags & TERN_TENSOR_HAS_MIN)) {
         tern_qs8_q8w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);
         return;
     }
@@ -192,7 +199,12 @@ void TERN_X86_QA_NAME(tern_qs8_q4w_linear_ukernel_8x32)(size_t m, size_t r0, siz
                                                          const tern_qrows *x,
                                                          const tern_weight *w, const float *bias,
                                                          float *y, size_t ldy) {
-    if (w->group_size % 32 != 0) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED && w->tile_rows == TERN_X86_QT_R) {
+        tern_x86_qt_linear(1, m, r0, r1, x, w, bias, y, ldy);
+        return;
+    }
+    if (w->group_size % 32 != 0 || w->layout != TERN_LAYOUT_ROW_MAJOR ||
+        (w->flags & TERN_TENSOR_HAS_MIN)) {
         tern_qs8_q4w_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);
         return;
     }

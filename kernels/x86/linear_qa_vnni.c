@@ -17,4 +17,9 @@ static inline __attribute__((always_inline)) __m256i tern_x86_qa_dot_u_vnni(__m2
 #define TERN_X86_QA_DOT_Q8(w, x) tern_x86_qa_dot_u_vnni((w), (x))
 #define TERN_X86_QA_Q8_OFFSET(asym, z) ((asym) ? (z) : 128)
 
+#define TERN_X86_QT_ACC_U2(acc, u1, x1, u2, x2) \
+    _mm256_dpbusd_epi32(_mm256_dpbusd_epi32((acc), (u1), (x1)), (u2), (x2))
+#define TERN_X86_QT_ACC_Q8(acc, w, x) _mm256_dpbusd_epi32((acc), (w), (x))
+#define TERN_X86_QT_ZMM 1
+
 #include "kernels/x86/linear_qa_tmpl.h"

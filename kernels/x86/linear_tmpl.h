@@ -216,7 +216,7 @@ TERN_X86_DENSE_LINEAR(TERN_X86_NAME(tern_f32_bf16w_linear_ukernel), tern_x86_til
 #define TERN_X86_QUANT_LINEAR(fname, tile, ref)                                                \
     void fname(size_t m, size_t r0, size_t r1, const float *x, size_t ldx,                      \
                const tern_weight *w, const float *bias, float *y, size_t ldy) {                \
-        if (w->group_size % 32 != 0) {                                                         \
+        if (w->group_size % 32 != 0 || w->layout != TERN_LAYOUT_ROW_MAJOR) {                   \
             ref(m, r0, r1, x, ldx, w, bias, y, ldy);                                           \
             return;                                                                            \
         }                                                                                      \

@@ -27,6 +27,41 @@ void TERN_X86_NAME(tern_f32_rmsnorm_ukernel)(size_t n, const float *x, const flo
     if (i < n) vstore_m(y + i, mk, vmul(vmul(vload_m(x + i, mk), inv), vload_m(w + i, mk)));
 }
 
+/* two passes as the ref: the variance of the centred values does not cancel */
+void TERN_X86_NAME(tern_f32_layernorm_ukernel)(size_t n, const float *x, const float *w,
+                                               const float *b, float eps, float *y) {
+    if (n == 0) return;
+    const vmask mk = vmask_first(n % VW);
+    const size_t nv = n - n % VW;
+    vf acc = vzero();
+    size_t i = 0;
+    for (; i < nv; i += VW) acc = vadd(acc, vload(x + i));
+    if (i < n) acc = vadd(acc, vload_m(x + i, mk));
+    const float mean = vhsum(acc) / (float)n;
+    const vf vm = vset1(mean);
+    acc = vzero();
+    for (i = 0; i < nv; i += VW) {
+        const vf dv = vsub(vload(x + i), vm);
+        acc = vfma(dv, dv, acc);
+    }
+    if (i < n) {
+        /* masked lanes load 0: 0 - mean must not count */
+        const vf dv = vand(vsub(vload_m(x + i, mk), vm), vload_m_ones(mk));
+        acc = vfma(dv, dv, acc);
+    }
+    const vf inv = vset1(1.0f / sqrtf(vhsum(acc) / (float)n + eps));
+    for (i = 0; i < nv; i += VW) {
+        vf v = vmul(vmul(vsub(vload(x + i), vm), inv), vload(w + i));
+        if (b) v = vadd(v, vload(b + i));
+        vstore(y + i, v);
+    }
+    if (i < n) {
+        vf v = vmul(vmul(vsub(vload_m(x + i, mk), vm), inv), vload_m(w + i, mk));
+        if (b) v = vadd(v, vload_m(b + i, mk));
+        vstore_m(y + i, mk, v);
+    }
+}
+
 void TERN_X86_NAME(tern_f32_softmax_ukernel)(size_t n, float *x) {
     if (n == 0) return;
     size_t i = 0;
@@ -128,29 +163,55 @@ void TERN_X86_NAME(tern_f32_rope_interleaved_ukernel)(size_t n_heads, size_t hea
     }
 }
 
+/* Element at offset `at` of a KV cache of `type` as VW floats: whole
+ * vectors, then the tail of n < VW elements (mask mk) without reading past it. */
+TERN_X86_INLINE vf tern_x86_kv_load(uint32_t type, const void *base, size_t at) {
+    if (type == TERN_KV_F16) return vload_f16((const uint16_t *)base + at);
+    if (type == TERN_KV_Q8) return vload_i8((const int8_t *)base + at);
+    return vload((const float *)base + at);
+}
+
+TERN_X86_INLINE vf tern_x86_kv_load_tail(uint32_t type, const void *base, size_t at, size_t n,
+                                         vmask mk) {
+    if (type == TERN_KV_F16) return vload_f16_m((const uint16_t *)base + at, n);
+    if (type == TERN_KV_Q8) {
+        int8_t t[16] = {0};
+        __builtin_memcpy(t, (const int8_t *)base + at, n);
+        return vload_i8(t);
+    }
+    return vload_m((const float *)base + at, mk);
+}
+
 /* Online softmax over the keys as in ref, with the dot products and the
- * value updates vectorised over head_dim. */
-void TERN_X86_NAME(tern_f32_attention_ukernel)(const tern_attention_args *args, size_t h0,
-                                               size_t h1) {
+ * value updates vectorised over head_dim; F16 and Q8 elements are widened to
+ * float as they are loaded (a Q8 scale multiplies the dot and the weight). */
+TERN_X86_INLINE void tern_x86_attention_heads(const tern_attention_args *args, size_t h0,
+                                              size_t h1, uint32_t type) {
     const size_t d = args->head_dim;
     const size_t group = args->n_head / args->n_head_kv;
-    const size_t dv = d - d % VW;
-    const vmask mk = vmask_first(d % VW);
+    const size_t dv = d - d % VW, tail = d % VW;
+    const vmask mk = vmask_first(tail);
     for (size_t h = h0; h < h1; h++) {
+        const size_t kvh = h / group;
         const float *q = args->q + h * d;
-        const float *k = args->k + (h / group) * args->kv_head_stride;
-        const float *v = args->v + (h / group) * args->kv_head_stride;
+        const size_t base = kvh * args->kv_head_stride;
+        const float *ks = type == TERN_KV_Q8 ? args->k_scale + kvh * args->kv_scale_stride : NULL;
+        const float *vs = type == TERN_KV_Q8 ? args->v_scale + kvh * args->kv_scale_stride : NULL;
         float *out = args->out + h * d;
         for (size_t j = 0; j < d; j++) out[j] = 0.0f;
         if (args->n_kv == 0) continue;
         float max = -INFINITY, sum = 0.0f;
         for (size_t p = 0; p < args->n_kv; p++) {
-            const float *kp = k + p * d, *vp = v + p * d;
+            const size_t at = base + p * d;
             vf acc = vzero();
             size_t j = 0;
-            for (; j < dv; j += VW) acc = vfma(vload(q + j), vload(kp + j), acc);
-            if (j < d) acc = vfma(vload_m(q + j, mk), vload_m(kp + j, mk), acc);
-            const float s = vhsum(acc) * args->scale;
+            for (; j < dv; j += VW) acc = vfma(vload(q + j), tern_x86_kv_load(type, args->k, at + j), acc);
+            if (j < d)
+                acc = vfma(vload_m(q + j, mk), tern_x86_kv_load_tail(type, args->k, at + j, tail, mk),
+                           acc);
+            float s = vhsum(acc);
+            if (ks) s *= ks[p];
+            s *= args->scale;
             if (s > max) {
                 const float c = expf(max - s); /* 0 on the first key */
                 sum *= c;
@@ -161,13 +222,27 @@ void TERN_X86_NAME(tern_f32_attention_ukernel)(const tern_attention_args *args, 
             }
             const float e = expf(s - max);
             sum += e;
-            const vf ve = vset1(e);
-            for (j = 0; j < dv; j += VW) vstore(out + j, vfma(ve, vload(vp + j), vload(out + j)));
-            if (j < d) vstore_m(out + j, mk, vfma(ve, vload_m(vp + j, mk), vload_m(out + j, mk)));
+            const vf ve = vset1(vs ? e * vs[p] : e);
+            for (j = 0; j < dv; j += VW)
+                vstore(out + j, vfma(ve, tern_x86_kv_load(type, args->v, at + j), vload(out + j)));
+            if (j < d)
+                vstore_m(out + j, mk,
+                         vfma(ve, tern_x86_kv_load_tail(type, args->v, at + j, tail, mk),
+                              vload_m(out + j, mk)));
         }
         const vf inv = vset1(1.0f / sum);
         size_t j = 0;
         for (; j < dv; j += VW) vstore(out + j, vmul(vload(out + j), inv));
         if (j < d) vstore_m(out + j, mk, vmul(vload_m(out + j, mk), inv));
+    }
+}
+
+void TERN_X86_NAME(tern_f32_attention_ukernel)(const tern_attention_args *args, size_t h0,
+                                               size_t h1) {
+    /* one specialisation per element type */
+    switch (args->kv_type) {
+    case TERN_KV_F16: tern_x86_attention_heads(args, h0, h1, TERN_KV_F16); break;
+    case TERN_KV_Q8: tern_x86_attention_heads(args, h0, h1, TERN_KV_Q8); break;
+    default: tern_x86_attention_heads(args, h0, h1, TERN_KV_F32); break;
     }
 }

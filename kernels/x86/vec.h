@@ -45,6 +45,7 @@ typedef __m256i vmask; /* lane mask for partial loads and stores */
 #define vi_sub(a, b) _mm256_sub_epi32((a), (b))
 #define vi_set1(a) _mm256_set1_epi32(a)
 #define vi_to_f(a) _mm256_cvtepi32_ps(a)
+#define vi_or(a, b) _mm256_or_si256((a), (b))
 
 TERN_X86_INLINE vmask vmask_first(size_t n) {
     /* lanes [0, n) set, n < 8 */
@@ -52,6 +53,8 @@ TERN_X86_INLINE vmask vmask_first(size_t n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), idx);
 }
 #define vload_m(p, m) _mm256_maskload_ps((p), (m))
+/* all-ones bits in the mask's lanes, zero elsewhere */
+#define vload_m_ones(m) _mm256_castsi256_ps(m)
 #define vstore_m(p, m, v) _mm256_maskstore_ps((p), (m), (v))
 
 /* n < 8 16-bit values, zeros after them */
@@ -89,6 +92,12 @@ TERN_X86_INLINE vf vpow2i(vf n) {
 #define vand(a, b) _mm256_and_ps((a), (b))
 /* rope_interleaved: swap the floats of each pair, duplicate 4 (8) values */
 #define vswap_pairs(a) _mm256_permute_ps((a), 0xb1)
+/* a > b ? x : y, lane by lane (false for NaN) */
+#define vselect_gt(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_GT_OQ))
+#define vselect_eq(a, b, x, y) _mm256_blendv_ps((y), (x), _mm256_cmp_ps((a), (b), _CMP_EQ_OQ))
+#define vi_from_f_bits(a) _mm256_castps_si256(a)
+#define vf_from_i_bits(a) _mm256_castsi256_ps(a)
+#define vi_srai(a, n) _mm256_srai_epi32((a), (n))
 TERN_X86_INLINE vf vdup_pairs(const float *p) {
     const __m128 c = _mm_loadu_ps(p);
     return _mm256_set_m128(_mm_unpackhi_ps(c, c), _mm_unpacklo_ps(c, c));
@@ -123,9 +132,11 @@ typedef __mmask16 vmask;
 #define vi_sub(a, b) _mm512_sub_epi32((a), (b))
 #define vi_set1(a) _mm512_set1_epi32(a)
 #define vi_to_f(a) _mm512_cvtepi32_ps(a)
+#define vi_or(a, b) _mm512_or_si512((a), (b))
 
 TERN_X86_INLINE vmask vmask_first(size_t n) { return (vmask)((1u << n) - 1u); }
 #define vload_m(p, m) _mm512_maskz_loadu_ps((m), (p))
+#define vload_m_ones(m) _mm512_castsi512_ps(_mm512_maskz_set1_epi32((m), -1))
 #define vstore_m(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
 #define vload_f16_m(p, n) _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(vmask_first(n), (p)))
 #define vload_bf16_m(p, n)                                                                     \
@@ -149,6 +160,11 @@ TERN_X86_INLINE vf vpow2i(vf n) {
 #define vor(a, b) _mm512_or_ps((a), (b))
 #define vand(a, b) _mm512_and_ps((a), (b))
 #define vswap_pairs(a) _mm512_permute_ps((a), 0xb1)
+#define vselect_gt(a, b, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_GT_OQ), (y), (x))
+#define vselect_eq(a, b, x, y) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ), (y), (x))
+#define vi_from_f_bits(a) _mm512_castps_si512(a)
+#define vf_from_i_bits(a) _mm512_castsi512_ps(a)
+#define vi_srai(a, n) _mm512_srai_epi32((a), (n))
 TERN_X86_INLINE vf vdup_pairs(const float *p) {
     const __m512 c = _mm512_castps256_ps512(_mm256_loadu_ps(p));
     const __m512i idx = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
@@ -177,6 +193,34 @@ TERN_X86_INLINE vf vexp(vf x) {
     const vf n1 = vround(vmul(n, vset1(0.5f))); /* ties to even: |n1| <= 75 */
     const vf n2 = vsub(n, n1);
     return vmul(vmul(p, vpow2i(n1)), vpow2i(n2));
+}
+
+/* log(x) for finite x > 0 (normal), Cephes' single-precision logf
+ * polynomial (< 2 ulp): x = 2^e m with m in [sqrt(1/2), sqrt(2)). */
+TERN_X86_INLINE vf vlog(vf x) {
+    const vi bits = vi_from_f_bits(x);
+    vi e = vi_sub(vi_srli(bits, 23), vi_set1(126));
+    /* m in [0.5, 1) */
+    vf m = vf_from_i_bits(vi_or(vi_and(bits, vi_set1(0x007fffff)), vi_set1(0x3f000000)));
+    vf ef = vi_to_f(e);
+    const vf small = vset1(0.707106781186547524f);
+    /* m < sqrt(1/2): e -= 1, m = 2m - 1; else m = m - 1 */
+    ef = vselect_gt(small, m, vsub(ef, vset1(1.0f)), ef);
+    m = vselect_gt(small, m, vsub(vadd(m, m), vset1(1.0f)), vsub(m, vset1(1.0f)));
+    const vf z = vmul(m, m);
+    vf p = vset1(7.0376836292e-2f);
+    p = vfma(p, m, vset1(-1.1514610310e-1f));
+    p = vfma(p, m, vset1(1.1676998740e-1f));
+    p = vfma(p, m, vset1(-1.2420140846e-1f));
+    p = vfma(p, m, vset1(1.4249322787e-1f));
+    p = vfma(p, m, vset1(-1.6668057665e-1f));
+    p = vfma(p, m, vset1(2.0000714765e-1f));
+    p = vfma(p, m, vset1(-2.4999993993e-1f));
+    p = vfma(p, m, vset1(3.3333331174e-1f));
+    vf y = vmul(vmul(p, m), z);
+    y = vfma(ef, vset1(-2.12194440e-4f), y);
+    y = vfma(z, vset1(-0.5f), y);
+    return vfma(ef, vset1(0.693359375f), vadd(m, y));
 }
 
 #endif

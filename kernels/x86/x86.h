@@ -68,12 +68,34 @@ void tern_kernels_init_avx512vnni(tern_kernels *k);
                                                  const tern_qrows *x, const tern_weight *w,    \
                                                  const float *bias, float *y, size_t ldy);
 
+/* GELU, layernorm, Mamba and RWKV (kernels/simd_tmpl.h, rows_tmpl.h). */
+#define TERN_X86_DECLARE_SEQ(isa)                                                              \
+    void tern_f32_layernorm_ukernel__##isa(size_t n, const float *x, const float *w,           \
+                                           const float *b, float eps, float *y);               \
+    void tern_f32_gelu_ukernel__##isa(size_t n, const float *x, float *y);                     \
+    void tern_f32_ssm_conv_silu_ukernel__##isa(const tern_ssm_conv_args *a, size_t c0,         \
+                                               size_t c1);                                     \
+    void tern_f32_ssm_scan_ukernel__##isa(const tern_ssm_scan_args *a, size_t c0, size_t c1);  \
+    void tern_f32_rwkv_shift_ukernel__##isa(size_t n, size_t d, const float *x,                \
+                                            const float *prev, const float *mix, float *y);    \
+    void tern_f32_wkv4_ukernel__##isa(const tern_wkv4_args *a, size_t c0, size_t c1);
+
+TERN_X86_DECLARE_SEQ(avx2)
+TERN_X86_DECLARE_SEQ(avx512)
 TERN_X86_DECLARE_LINEAR(avx2)
 TERN_X86_DECLARE_LINEAR(avx512)
 TERN_X86_DECLARE_ROWS(avx2)
 TERN_X86_DECLARE_ROWS(avx512)
 TERN_X86_DECLARE_QA(avx2)
 TERN_X86_DECLARE_QA(avx512vnni)
+
+/* N:M sparse integer linear layers (linear_nm_tmpl.h). */
+#define TERN_X86_DECLARE_NM(isa)                                                               \
+    void tern_qs8_nm_linear_ukernel_8x32__##isa(size_t m, size_t r0, size_t r1,                \
+                                                const tern_qrows *x, const tern_weight *w,     \
+                                                const float *bias, float *y, size_t ldy);
+TERN_X86_DECLARE_NM(avx2)
+TERN_X86_DECLARE_NM(avx512vnni)
 
 #ifdef __cplusplus
 }
