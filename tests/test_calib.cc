@@ -358,6 +358,7 @@ std::vector<int32_t> Stories::eval_;
 std::vector<float> Stories::base_;
 
 TEST_F(Stories, GptqAndAwqQ4CloserToFloatThanRtn) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
     const std::string calib = tmp_ + "/calib.ids";
     double kl[3];
     const int methods[3] = {TERN_METHOD_RTN, TERN_METHOD_GPTQ, TERN_METHOD_AWQ};
@@ -403,6 +404,7 @@ TEST_F(Stories, FoldsKeepTheFloatModel) {
 }
 
 TEST_F(Stories, SmoothQuantQ8StaysClose) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
     const std::string out = tmp_ + "/sq8.tern";
     ASSERT_EQ(convert(dir_ + "/stories260K.bin", out, TERN_WEIGHTS_Q8, TERN_METHOD_SMOOTHQUANT, tmp_ + "/calib.ids",
                       tok_.c_str()),
@@ -445,6 +447,7 @@ TEST_F(Stories, Errors) {
 // ---- ViT: calibration images distinct from the evaluation images --------------------------
 
 TEST(Vit, GptqAndAwqQ4CloserToFloatThanRtn) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
     const std::string dir = test_shared_path("models/vit-tiny-in1k"), tmp = test_temp_dir();
     // Calibrate on the 7 non-ImageNet images and the first ImageNet one; evaluate on the other 16.
     const char *calib_names[] = {"apple.jpg",   "armadillo.jpg", "cheetah.jpg", "coconut.jpg",

@@ -37,6 +37,15 @@ inline std::string test_program_command(const std::string &rel) {
     return (wrapper && *wrapper ? std::string(wrapper) + " " : std::string()) + test_build_path(rel);
 }
 
+// True under an emulator (scripts/test sets QEMU_CPU for its qemu runs): the
+// few end-to-end tests that take minutes there (calibration of whole models,
+// whose arithmetic is the same on every ISA) run natively and under the
+// sanitizers only.
+inline bool test_emulated() {
+    const char *cpu = std::getenv("QEMU_CPU");
+    return cpu && *cpu;
+}
+
 // A fresh folder under $TMPDIR, removed by test_remove_tree.
 inline std::string test_temp_dir() {
     const char *t = std::getenv("TMPDIR");
