@@ -15,26 +15,9 @@
 
 namespace {
 
-struct CliRun {
-    int exit_code = -1;  // -1: killed by a signal
-    int signal = 0;
-    std::string out;     // standard output and standard error together
-};
+using CliRun = TestCliRun;
 
-// stderr_too: capture standard error with standard output (else it is dropped).
-CliRun run_tern(const std::string &args, bool stderr_too = true) {
-    CliRun r;
-    std::string cmd = test_program_command("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
-    return r;
-}
+CliRun run_tern(const std::string &args, bool stderr_too = true) { return test_run_tern(args, stderr_too); }
 
 class Cli : public testing::Test {
   protected:

@@ -18,23 +18,9 @@
 
 namespace {
 
-struct CliRun {
-    int exit_code = -1;
-    std::string out;  // standard output; standard error too when asked
-};
+using CliRun = TestCliRun;
 
-CliRun run_tern(const std::string &args, bool stderr_too = false) {
-    CliRun r;
-    std::string cmd = test_program_command("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
-    FILE *p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-    int status = pclose(p);
-    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
-    return r;
-}
+CliRun run_tern(const std::string &args, bool stderr_too = false) { return test_run_tern(args, stderr_too); }
 
 // One JSON object, parsed by json-c; owns the tree.
 struct Json {

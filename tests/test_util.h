@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <ftw.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 // ../shared (fixtures, models), as meson passes it, or beside the source tree.
@@ -44,6 +45,29 @@ inline std::string test_program_command(const std::string &rel) {
 inline bool test_emulated() {
     const char *cpu = std::getenv("QEMU_CPU");
     return cpu && *cpu;
+}
+
+// What a run of the `tern` CLI printed and how it ended.
+struct TestCliRun {
+    int exit_code = -1;  // -1: killed by a signal
+    int signal = 0;
+    std::string out;     // standard output (and standard error when asked)
+};
+
+// Runs `tern ARGS` of this build (under qemu for cross builds);
+// stderr_too: capture standard error with standard output, else drop it.
+inline TestCliRun test_run_tern(const std::string &args, bool stderr_too) {
+    TestCliRun r;
+    std::string cmd = test_program_command("cli/tern") + " " + args + (stderr_too ? " 2>&1" : " 2>/dev/null");
+    FILE *p = popen(cmd.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int status = pclose(p);
+    if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+    return r;
 }
 
 // A fresh folder under $TMPDIR, removed by test_remove_tree.
