@@ -52,10 +52,14 @@ static void jpeg_on_error(j_common_ptr cinfo) {
     longjmp(g->jump, 1);
 }
 
-/* Warnings are silent (the library prints nothing), except a file that ends
- * early: libjpeg would fill the rest with grey, PIL refuses it. */
+/* Warnings are silent (the library prints nothing), except entropy-coded
+ * data that runs out: at the end of the file (PIL refuses that too) or at a
+ * marker inside it (PIL fills grey). libjpeg would decode every declared
+ * scanline of grey from a few bytes, so a 100-byte file could cost seconds
+ * of work per call; tern refuses both. */
 static void jpeg_on_message(j_common_ptr cinfo, int level) {
-    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(cinfo);
+    if (level < 0 && (cinfo->err->msg_code == JWRN_JPEG_EOF || cinfo->err->msg_code == JWRN_HIT_MARKER))
+        jpeg_on_error(cinfo);
 }
 
 static void jpeg_on_output(j_common_ptr cinfo) {

@@ -259,8 +259,9 @@ TEST_F(TimmVit, ConfigFromPretrainedCfg) {
 }
 
 TEST_F(TimmVit, TensorPathMatchesTimm) {
-    const size_t n = ref_->pixel_shape[0];
-    ASSERT_EQ(n, 4u);
+    ASSERT_EQ(ref_->pixel_shape[0], 4u);
+    // Under emulation (about 6 s an image under qemu-arm) two of the four.
+    const size_t n = test_emulated() ? 2 : 4;
     std::vector<float> out = model_->classify(ref_->pixels.data(), n, 2);
     double e = test_max_row_rel_error(out.data(), ref_->logits.data(), n, 1000);
     EXPECT_LE(e, 1e-4);
@@ -297,42 +298,52 @@ TEST_F(TimmVit, PreprocessingMatchesPil) {
     EXPECT_LE(differing, 4 * per / 100);
 }
 
+// Under emulation every eighth image only (3 of 24); the native run checks
+// the 16-of-17 accuracy figure.
 TEST_F(TimmVit, JpegPathClassifiesLabelledImages) {
-    std::vector<std::string> names = images();
-    ASSERT_EQ(names.size(), ref_->rows);
+    std::vector<std::string> all = images();
+    ASSERT_EQ(all.size(), ref_->rows);
     ASSERT_EQ(ref_->labels.size(), ref_->rows);
+    const size_t step = test_emulated() ? 8 : 1;
+    std::vector<size_t> pick;
+    for (size_t i = 0; i < all.size(); i += step) pick.push_back(i);
     tern_image_config ic;
     ASSERT_EQ(tern_model_image_config(model_->model(), &ic), TERN_OK);
     const size_t per = 3 * 224 * 224;
-    std::vector<float> px(names.size() * per);
-    for (size_t i = 0; i < names.size(); i++) {
+    std::vector<float> px(pick.size() * per);
+    for (size_t k = 0; k < pick.size(); k++) {
         tern_image img;
         tern_error err = {};
-        ASSERT_EQ(tern_image_load((*dir_ + "/images/" + names[i]).c_str(), &img, &err), TERN_OK) << err.message;
-        ASSERT_EQ(tern_image_preprocess(&img, &ic, px.data() + i * per, &err), TERN_OK) << err.message;
+        ASSERT_EQ(tern_image_load((*dir_ + "/images/" + all[pick[k]]).c_str(), &img, &err), TERN_OK) << err.message;
+        ASSERT_EQ(tern_image_preprocess(&img, &ic, px.data() + k * per, &err), TERN_OK) << err.message;
         tern_image_free(&img);
     }
-    std::vector<float> out = model_->classify(px.data(), names.size(), 2);
+    std::vector<float> out = model_->classify(px.data(), pick.size(), 2);
     int labelled = 0, right = 0, same_top1 = 0;
     double worst_rel = 0, worst_abs = 0;
-    for (size_t i = 0; i < names.size(); i++) {
-        const float *o = out.data() + i * 1000, *r = ref_->logits.data() + i * 1000;
+    for (size_t k = 0; k < pick.size(); k++) {
+        const size_t i = pick[k];
+        const float *o = out.data() + k * 1000, *r = ref_->logits.data() + i * 1000;
         worst_rel = std::max(worst_rel, test_row_rel_error(o, r, 1000));
         for (size_t c = 0; c < 1000; c++) worst_abs = std::max(worst_abs, std::fabs((double)o[c] - r[c]));
         same_top1 += argmax(o, 1000) == argmax(r, 1000);
         if (ref_->labels[i] < 0) continue;
         labelled++;
         // The synset in the file name is the label's class.
-        EXPECT_EQ(names[i][0], 'n');
+        EXPECT_EQ(all[i][0], 'n');
         right += (int32_t)argmax(o, 1000) == ref_->labels[i];
     }
     printf("JPEG path: top-1 right on %d of %d labelled images; same top-1 as timm on %d of %zu; "
            "logits vs timm: worst row rel. error %.3g, worst abs %.3g\n",
-           right, labelled, same_top1, names.size(), worst_rel, worst_abs);
+           right, labelled, same_top1, pick.size(), worst_rel, worst_abs);
     RecordProperty("top1_right", right);
     RecordProperty("worst_row_rel_error", std::to_string(worst_rel));
-    EXPECT_EQ(labelled, 17);
-    EXPECT_GE(right, 16);
+    if (step == 1) {
+        EXPECT_EQ(labelled, 17);
+        EXPECT_GE(right, 16);
+    } else {
+        EXPECT_GE(right, labelled - 1);
+    }
     EXPECT_LE(worst_rel, 0.05);
 }
 
@@ -677,6 +688,19 @@ TEST(VitImage, HostileFilesGiveErrors) {
     std::vector<unsigned char> jpg = encode_jpeg(32, 32, 0, px);
     std::vector<unsigned char> half(jpg.begin(), jpg.begin() + jpg.size() / 2);
     EXPECT_EQ(tern_image_decode(half.data(), half.size(), &img, &err), TERN_ERR_FORMAT);
+    // Cut inside the scan and closed with EOI: libjpeg would fill the rest with
+    // grey (a 140-byte file declaring 12033 x 284 pixels took seconds that way).
+    std::vector<unsigned char> closed = half;
+    closed.push_back(0xFF);
+    closed.push_back(0xD9);
+    EXPECT_EQ(tern_image_decode(closed.data(), closed.size(), &img, &err), TERN_ERR_FORMAT);
+    EXPECT_NE(std::string(err.message).find("remature end of"), std::string::npos) << err.message;
+    // The fuzzer's find (tests/fuzz/corpus/image/): an EOI right after a few
+    // bytes of scan, 12033 x 284 pixels declared.
+    std::vector<unsigned char> fill = test_read_file(test_source_path("tests/fuzz/corpus/image/regress_grey_fill_after_marker.jpg"));
+    ASSERT_FALSE(fill.empty());
+    EXPECT_EQ(tern_image_decode(fill.data(), fill.size(), &img, &err), TERN_ERR_FORMAT);
+    EXPECT_NE(std::string(err.message).find("JPEG"), std::string::npos) << err.message;
     std::vector<unsigned char> junk = {0xFF, 0xD8, 0xFF, 0x12, 0x34, 0x56, 0x78, 0x9a};
     EXPECT_EQ(tern_image_decode(junk.data(), junk.size(), &img, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::string(err.message).find("JPEG"), std::string::npos) << err.message;
