@@ -6,11 +6,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "formats/encoding.h"
+#include "formats/safetensors.h"
 
 namespace test_gguf {
 
@@ -125,6 +127,79 @@ inline std::vector<float> ggml_dequantize(const std::vector<uint8_t> &q, uint32_
         }
     }
     return out;
+}
+
+// The llama fixture (fixtures/hf/llama: 2 layers, 6 heads, 2 KV heads of 16,
+// embedding 96, FFN 256, vocabulary 512) as llama.cpp's converter writes it:
+// q/k rows permuted into the interleaved RoPE order, the matrices for which
+// `quantise` says so in ggml type `qtype` (vectors stay F32), `embd_plant`
+// handed to ggml_quantize for the token embedding.
+struct LlamaFixtureGguf {
+    std::vector<uint8_t> file;
+    std::map<std::string, std::vector<float>> values;  // ggml's value of every tensor
+    std::map<std::string, bool> quantised;
+};
+
+inline bool llama_fixture_gguf(const std::string &dir, uint32_t qtype,
+                               const std::function<bool(const std::string &)> &quantise, size_t embd_plant,
+                               LlamaFixtureGguf *out) {
+    tern_safetensors st;
+    if (tern_safetensors_open((dir + "/model.safetensors").c_str(), &st, nullptr) != TERN_OK) return false;
+    const int L = 2, H = 6, HKV = 2, HD = 16, E = 96, F = 256, V = 512;
+    bool ok = true;
+    auto get = [&](const std::string &n) {
+        const tern_st_tensor *t = tern_safetensors_find(&st, n.c_str());
+        std::vector<float> v(t ? t->n_elements : 0);
+        if (!t || tern_st_to_f32(t, v.data(), nullptr) != TERN_OK) ok = false;
+        return v;
+    };
+    auto permute = [&](const std::vector<float> &w, int heads) {
+        std::vector<float> p(w.size());
+        if (w.size() != (size_t)heads * HD * E) {
+            ok = false;
+            return p;
+        }
+        for (int h = 0; h < heads; h++)
+            for (int j = 0; j < 2; j++)
+                for (int k = 0; k < HD / 2; k++)
+                    std::copy_n(&w[((size_t)h * HD + j * HD / 2 + k) * E], E, &p[((size_t)h * HD + 2 * k + j) * E]);
+        return p;
+    };
+    std::vector<GgufTensor> ts;
+    auto add = [&](const std::string &name, std::vector<float> v, std::vector<uint64_t> shape) {
+        const bool quant = qtype != 0 && shape.size() == 2 && quantise(name);
+        GgufTensor t{name, shape, quant ? qtype : 0u, {}};
+        if (quant) {
+            t.data = ggml_quantize(v, qtype, name == "token_embd.weight" ? embd_plant : SIZE_MAX);
+            out->values[name] = ggml_dequantize(t.data, qtype, v.size());
+        } else {
+            t.data.assign((const uint8_t *)v.data(), (const uint8_t *)(v.data() + v.size()));
+            out->values[name] = v;
+        }
+        out->quantised[name] = quant;
+        ts.push_back(std::move(t));
+    };
+    add("token_embd.weight", get("model.embed_tokens.weight"), {V, E});
+    add("output_norm.weight", get("model.norm.weight"), {E});
+    add("output.weight", get("lm_head.weight"), {V, E});
+    for (int l = 0; l < L; l++) {
+        std::string p = "model.layers." + std::to_string(l) + ".", b = "blk." + std::to_string(l) + ".";
+        add(b + "attn_norm.weight", get(p + "input_layernorm.weight"), {E});
+        add(b + "attn_q.weight", permute(get(p + "self_attn.q_proj.weight"), H), {H * HD, E});
+        add(b + "attn_k.weight", permute(get(p + "self_attn.k_proj.weight"), HKV), {HKV * HD, E});
+        add(b + "attn_v.weight", get(p + "self_attn.v_proj.weight"), {HKV * HD, E});
+        add(b + "attn_output.weight", get(p + "self_attn.o_proj.weight"), {E, H * HD});
+        add(b + "ffn_norm.weight", get(p + "post_attention_layernorm.weight"), {E});
+        add(b + "ffn_gate.weight", get(p + "mlp.gate_proj.weight"), {F, E});
+        add(b + "ffn_up.weight", get(p + "mlp.up_proj.weight"), {F, E});
+        add(b + "ffn_down.weight", get(p + "mlp.down_proj.weight"), {E, F});
+    }
+    tern_safetensors_close(&st);
+    out->file = gguf_file({{"llama.context_length", 128}, {"llama.embedding_length", E}, {"llama.block_count", L},
+                           {"llama.feed_forward_length", F}, {"llama.attention.head_count", H},
+                           {"llama.attention.head_count_kv", HKV}},
+                          {{"llama.rope.freq_base", 10000.0f}, {"llama.attention.layer_norm_rms_epsilon", 1e-5f}}, ts);
+    return ok;
 }
 
 }  // namespace test_gguf

@@ -373,56 +373,11 @@ class Gguf : public testing::TestWithParam<uint32_t> {};
 TEST_P(Gguf, LlamaFixtureThroughGguf) {
     const uint32_t qtype = GetParam();
     const std::string dir = test_shared_path("fixtures/hf/llama");
-    tern_safetensors st;
+    test_gguf::LlamaFixtureGguf g;
+    ASSERT_TRUE(test_gguf::llama_fixture_gguf(dir, qtype, [](const std::string &) { return true; }, SIZE_MAX, &g));
+    const std::vector<uint8_t> &file = g.file;
+    const std::map<std::string, std::vector<float>> &expected = g.values;  // what the .tern must hold (f32)
     tern_error err = {};
-    ASSERT_EQ(tern_safetensors_open((dir + "/model.safetensors").c_str(), &st, &err), TERN_OK);
-    const int L = 2, H = 6, HKV = 2, HD = 16, E = 96, F = 256, V = 512;
-    auto get = [&](const std::string &n) {
-        const tern_st_tensor *t = tern_safetensors_find(&st, n.c_str());
-        EXPECT_TRUE(t) << n;
-        std::vector<float> v(t ? t->n_elements : 0);
-        if (t) tern_st_to_f32(t, v.data(), &err);
-        return v;
-    };
-    // llama.cpp's converter permutes q/k rows into the interleaved RoPE order.
-    auto permute = [&](const std::vector<float> &w, int heads) {
-        std::vector<float> out(w.size());
-        for (int h = 0; h < heads; h++)
-            for (int j = 0; j < 2; j++)
-                for (int k = 0; k < HD / 2; k++)
-                    std::memcpy(&out[((size_t)h * HD + 2 * k + j) * E], &w[((size_t)h * HD + j * HD / 2 + k) * E],
-                                E * sizeof(float));
-        return out;
-    };
-    std::vector<test_gguf::GgufTensor> ts;
-    std::map<std::string, std::vector<float>> expected;  // what the .tern must hold (f32)
-    auto add = [&](const std::string &name, std::vector<float> v, std::vector<uint64_t> shape, bool quant) {
-        test_gguf::GgufTensor t{name, shape, quant ? qtype : 0u, {}};
-        t.data = test_gguf::ggml_quantize(v, t.type);
-        expected[name] = t.type ? test_gguf::ggml_dequantize(t.data, t.type, v.size()) : v;
-        ts.push_back(std::move(t));
-    };
-    add("token_embd.weight", get("model.embed_tokens.weight"), {V, E}, true);
-    add("output_norm.weight", get("model.norm.weight"), {E}, false);
-    add("output.weight", get("lm_head.weight"), {V, E}, true);
-    for (int l = 0; l < L; l++) {
-        std::string p = "model.layers." + std::to_string(l) + ".", b = "blk." + std::to_string(l) + ".";
-        add(b + "attn_norm.weight", get(p + "input_layernorm.weight"), {E}, false);
-        add(b + "attn_q.weight", permute(get(p + "self_attn.q_proj.weight"), H), {H * HD, E}, true);
-        add(b + "attn_k.weight", permute(get(p + "self_attn.k_proj.weight"), HKV), {HKV * HD, E}, true);
-        add(b + "attn_v.weight", get(p + "self_attn.v_proj.weight"), {HKV * HD, E}, true);
-        add(b + "attn_output.weight", get(p + "self_attn.o_proj.weight"), {E, H * HD}, true);
-        add(b + "ffn_norm.weight", get(p + "post_attention_layernorm.weight"), {E}, false);
-        add(b + "ffn_gate.weight", get(p + "mlp.gate_proj.weight"), {F, E}, true);
-        add(b + "ffn_up.weight", get(p + "mlp.up_proj.weight"), {F, E}, true);
-        add(b + "ffn_down.weight", get(p + "mlp.down_proj.weight"), {E, F}, true);
-    }
-    tern_safetensors_close(&st);
-    std::vector<uint8_t> file = test_gguf::gguf_file(
-        {{"llama.context_length", 128}, {"llama.embedding_length", E}, {"llama.block_count", L},
-         {"llama.feed_forward_length", F}, {"llama.attention.head_count", H},
-         {"llama.attention.head_count_kv", HKV}},
-        {{"llama.rope.freq_base", 10000.0f}, {"llama.attention.layer_norm_rms_epsilon", 1e-5f}}, ts);
     std::string tmp = test_temp_dir(), gguf = tmp + "/m.gguf", out = tmp + "/m.tern";
     ASSERT_TRUE(test_write_file(gguf, file.data(), file.size()));
     tern_convert_options opts;
