@@ -105,6 +105,13 @@ static tern_status decode_jpeg(const uint8_t *data, size_t size, tern_image *out
     jpeg_mem_src(&cinfo, data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
     tern_status st = check_size("JPEG", cinfo.image_width, cinfo.image_height, err);
+    const uint64_t declared = (uint64_t)cinfo.image_width * cinfo.image_height;
+    if (st == TERN_OK && declared > TERN_IMAGE_FREE_PIXELS && declared / TERN_IMAGE_PIXELS_PER_BYTE > size)
+        st = tern_fail(err, TERN_ERR_FORMAT,
+                       "JPEG: %u x %u pixels from %zu bytes (more than %u pixels a byte above %u pixels): "
+                       "a truncated or hostile file",
+                       cinfo.image_width, cinfo.image_height, size, TERN_IMAGE_PIXELS_PER_BYTE,
+                       TERN_IMAGE_FREE_PIXELS);
     if (st != TERN_OK) {
         jpeg_destroy_decompress(&cinfo);
         return st;

@@ -24,6 +24,12 @@ extern "C" {
 #define TERN_IMAGE_MAX_SIDE 16384u
 #define TERN_IMAGE_MAX_PIXELS (1u << 28)
 #define TERN_IMAGE_MAX_FILE (1u << 30) /* bytes of an encoded file */
+/* A JPEG above TERN_IMAGE_FREE_PIXELS must bring at least one byte per
+ * TERN_IMAGE_PIXELS_PER_BYTE pixels: arithmetic-coded scans that stop early
+ * decode silently to grey, so a 115-byte file could otherwise declare 100
+ * Mpixel (300 MB, seconds of work). Real photos carry far more. */
+#define TERN_IMAGE_FREE_PIXELS (1u << 24)
+#define TERN_IMAGE_PIXELS_PER_BYTE 4096u
 
 /* 8-bit RGB, rows top to bottom, pixels interleaved: rgb[(y * width + x) * 3 + c]. */
 typedef struct tern_image {

@@ -701,6 +701,12 @@ TEST(VitImage, HostileFilesGiveErrors) {
     ASSERT_FALSE(fill.empty());
     EXPECT_EQ(tern_image_decode(fill.data(), fill.size(), &img, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::string(err.message).find("JPEG"), std::string::npos) << err.message;
+    // Arithmetic-coded scans that stop early decode to grey without a warning:
+    // 115 bytes declaring 12062 x 8331 pixels are refused by their size alone.
+    std::vector<unsigned char> arith = test_read_file(test_source_path("tests/fuzz/corpus/image/regress_arith_grey_100mpixel.jpg"));
+    ASSERT_FALSE(arith.empty());
+    EXPECT_EQ(tern_image_decode(arith.data(), arith.size(), &img, &err), TERN_ERR_FORMAT);
+    EXPECT_NE(std::string(err.message).find("pixels from 115 bytes"), std::string::npos) << err.message;
     std::vector<unsigned char> junk = {0xFF, 0xD8, 0xFF, 0x12, 0x34, 0x56, 0x78, 0x9a};
     EXPECT_EQ(tern_image_decode(junk.data(), junk.size(), &img, &err), TERN_ERR_FORMAT);
     EXPECT_NE(std::string(err.message).find("JPEG"), std::string::npos) << err.message;
