@@ -19,8 +19,9 @@
  * Then N:M sparsity (docs/sparsity.md): dense vs 2:4 vs 1:4 with Q8 / Q4
  * g32 values and int8 activations (linear_qa[] vs linear_qa_nm[]) on
  * 2048x5632, 5632x2048 and 576x1536 at m = 1 and m = 128, every tier (ref at
- * m = 1 only); "vs dense" is the dense kernel's time of the same tier over
- * the sparse one's. --no-sparse leaves it out, --sparse-only runs only it;
+ * m = 1 only), each in the converter's 16-row tiles (docs/format.md 7.4,
+ * "tiles") and row by row ("rows"); "vs dense" is the tiled dense kernel's
+ * time of the same tier over this one's. --no-sparse leaves it out, --sparse-only runs only it;
  * --sparse-cold cycles through copies of each weight filling 1 GiB, so
  * every call streams its weights from DRAM as a large model's decode does.
  *
@@ -40,6 +41,7 @@
 
 #include <xnnpack.h>
 
+#include "converter/tile_layout.h"
 #include "formats/encoding.h"
 #include "kernels/kernels.h"
 #include "tern.h"
@@ -288,6 +290,38 @@ static int bench_make_sparse(tern_weight *w, tern_encoding enc, size_t rows, siz
     return 1;
 }
 
+/* Reorders a row-major symmetric Q8/Q4 weight (dense, 2:4 or 1:4, group 32)
+ * into the converter's 16-row tiles, as tern convert writes it. */
+static int bench_tile(tern_weight *w) {
+    tern_tensor_desc d;
+    memset(&d, 0, sizeof d);
+    d.encoding = w->encoding;
+    d.layout = TERN_LAYOUT_ROW_MAJOR;
+    d.ndim = 2;
+    d.dims[0] = w->rows;
+    d.dims[1] = w->cols;
+    d.group_size = w->group_size;
+    d.sparse_n = w->sparse_n;
+    d.sparse_m = w->sparse_m;
+    uint64_t sizes[TERN_PLANE_COUNT];
+    if (!tern_tiles_eligible(&d, TERN_TILE_ROWS) || tern_tensor_plane_sizes(&d, sizes) != 0) return 0;
+    const void *src[TERN_PLANE_COUNT] = {w->values, w->scales, NULL, w->index};
+    void *dst[TERN_PLANE_COUNT] = {NULL, NULL, NULL, NULL};
+    for (int p = 0; p < TERN_PLANE_COUNT; p++)
+        if (sizes[p] && !(dst[p] = bench_alloc((size_t)sizes[p]))) return 0;
+    tern_tensor_desc td;
+    tern_tiles_from_rows(&d, TERN_TILE_ROWS, src, dst, &td);
+    free((void *)w->values);
+    free((void *)w->scales);
+    free((void *)w->index);
+    w->values = dst[TERN_PLANE_VALUES];
+    w->scales = dst[TERN_PLANE_SCALES];
+    w->index = dst[TERN_PLANE_INDEX];
+    w->layout = td.layout;
+    w->tile_rows = td.tile_rows;
+    return 1;
+}
+
 typedef struct {
     const tern_kernels *k;
     const tern_weight *ws; /* n_ws copies, used in turn (cold: more than the caches hold) */
@@ -320,11 +354,12 @@ static int bench_sparse(bench_opts *o, const tern_isa *tiers, size_t n_tiers, ui
         {"tinyllama", 2048, 5632}, {"tinyllama", 5632, 2048}, {"smollm2", 576, 1536}};
     static const struct {
         unsigned n, m;
-    } patterns[] = {{0, 0}, {2, 4}, {1, 4}};
+        int tiles;
+    } patterns[] = {{0, 0, 1}, {0, 0, 0}, {2, 4, 1}, {2, 4, 0}, {1, 4, 1}, {1, 4, 0}};
     static const size_t ms[] = {1, 128};
     if (!o->json) {
-        printf("\n| sparse  | values | tier       | rows x cols | m   | ms        | GB/s    | vs dense |\n");
-        printf("|---------|--------|------------|-------------|-----|-----------|---------|----------|\n");
+        printf("\n| sparse  | layout | values | tier       | rows x cols | m   | ms        | GB/s    | vs dense |\n");
+        printf("|---------|--------|--------|------------|-------------|-----|-----------|---------|----------|\n");
     }
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const bench_shape *sh = &shapes[si];
@@ -353,6 +388,7 @@ static int bench_sparse(bench_opts *o, const tern_isa *tiers, size_t n_tiers, ui
                         if (!(pm ? bench_make_sparse(&w, enc, sh->rows, sh->cols, pn, pm, rng)
                                  : bench_make_weight(&w, enc, sh->rows, sh->cols, rng)))
                             return 0;
+                        if (patterns[pi].tiles && !bench_tile(&w)) return 0;
                         const size_t stored = pm ? sh->cols / pm * pn : sh->cols;
                         const size_t vbytes = enc == TERN_ENC_Q8 ? sh->rows * stored : sh->rows * stored / 2;
                         const size_t ibytes = pm ? sh->rows * ((stored * (pm == 4 ? 2 : 3) + 7) / 8) : 0;
@@ -379,22 +415,23 @@ static int bench_sparse(bench_opts *o, const tern_isa *tiers, size_t n_tiers, ui
                             free((void *)copies[ci].index);
                             bench_free_weight(&copies[ci]);
                         }
-                        if (!pm) dense_sec = sec;
+                        if (!pm && patterns[pi].tiles) dense_sec = sec;
                         char pat[16];
                         snprintf(pat, sizeof pat, pm ? "%u:%u" : "dense", pn, pm);
                         const char *vals = e ? "q4g32" : "q8g32";
+                        const char *lay = patterns[pi].tiles ? "tiles" : "rows";
                         if (o->json) {
-                            printf("%s\n  {\"family\": \"sparse\", \"pattern\": \"%s\", "
+                            printf("%s\n  {\"family\": \"sparse\", \"pattern\": \"%s\", \"layout\": \"%s\", "
                                    "\"values\": \"%s\", \"tier\": \"%s\", \"rows\": %zu, "
                                    "\"cols\": %zu, \"m\": %zu, \"ms\": %.4f, \"gbs\": %.2f, "
                                    "\"speedup_vs_dense\": %.2f}",
-                                   o->first_row ? "" : ",", pat, vals, tern_isa_name(tiers[ti]),
+                                   o->first_row ? "" : ",", pat, lay, vals, tern_isa_name(tiers[ti]),
                                    sh->rows, sh->cols, m, sec * 1e3, (double)bytes / sec * 1e-9,
                                    dense_sec / sec);
                             o->first_row = 0;
                         } else {
-                            printf("| %-7s | %-6s | %-10s | %5zux%-5zu | %3zu | %9.4f | %7.2f | %7.2fx |\n",
-                                   pat, vals, tern_isa_name(tiers[ti]), sh->rows, sh->cols, m,
+                            printf("| %-7s | %-6s | %-6s | %-10s | %5zux%-5zu | %3zu | %9.4f | %7.2f | %7.2fx |\n",
+                                   pat, lay, vals, tern_isa_name(tiers[ti]), sh->rows, sh->cols, m,
                                    sec * 1e3, (double)bytes / sec * 1e-9, dense_sec / sec);
                         }
                         fflush(stdout);

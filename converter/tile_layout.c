@@ -12,10 +12,16 @@ int tern_tiles_eligible(const tern_tensor_desc *desc, uint32_t tile_rows) {
     return tern_tensor_plane_sizes(&t, sizes) == 0; /* 7.4's conditions live there */
 }
 
-/* The stored code (nibble for Q4) of row-major value (r, c). */
+/* Stored values per row: every column, or the kept ones of N:M (7.3). */
+static size_t stored_cols(const tern_tensor_desc *d) {
+    const size_t cols = (size_t)d->dims[1];
+    return d->sparse_m ? cols / d->sparse_m * d->sparse_n : cols;
+}
+
+/* The stored code (nibble for Q4) of row-major stored value (r, c). */
 static unsigned row_major_code(const tern_tensor_desc *d, const uint8_t *values, size_t r,
                                size_t c) {
-    const size_t cols = (size_t)d->dims[1];
+    const size_t cols = stored_cols(d);
     if (d->encoding == TERN_ENC_Q8) return values[r * cols + c];
     const size_t gs = d->group_size, half = gs / 2, j = c % gs;
     const uint8_t b = values[r * (cols / 2) + (c / gs) * half + (j < half ? j : j - half)];
@@ -25,7 +31,8 @@ static unsigned row_major_code(const tern_tensor_desc *d, const uint8_t *values,
 void tern_tiles_from_rows(const tern_tensor_desc *desc, uint32_t tile_rows,
                           const void *const src[TERN_PLANE_COUNT], void *const tiled[TERN_PLANE_COUNT],
                           tern_tensor_desc *tiled_desc) {
-    const size_t rows = (size_t)desc->dims[0], cols = (size_t)desc->dims[1], R = tile_rows;
+    /* sparse values tile as a dense matrix of their stored columns would */
+    const size_t rows = (size_t)desc->dims[0], cols = stored_cols(desc), R = tile_rows;
     const size_t ng = cols / desc->group_size;
     const uint8_t *v = src[TERN_PLANE_VALUES];
     uint8_t *tv = tiled[TERN_PLANE_VALUES];
@@ -55,6 +62,13 @@ void tern_tiles_from_rows(const tern_tensor_desc *desc, uint32_t tile_rows,
             if (desc->flags & TERN_TENSOR_HAS_ZERO_POINT) tz[o] = z[r * ng + g];
             if (desc->flags & TERN_TENSOR_HAS_MIN) tmins[o] = mins[r * ng + g];
         }
+    }
+    if (desc->sparse_m) { /* index bytes: the R rows' byte j side by side (7.4) */
+        const size_t ib = cols * 2 / 8; /* M = 4: 2 bits a value, cols % 4 == 0 */
+        const uint8_t *ix = src[TERN_PLANE_INDEX];
+        uint8_t *tix = tiled[TERN_PLANE_INDEX];
+        for (size_t r = 0; r < rows; r++)
+            for (size_t j = 0; j < ib; j++) tix[tern_tiled_nm_index_offset(ib, R, r, j)] = ix[r * ib + j];
     }
     *tiled_desc = *desc;
     tiled_desc->layout = TERN_LAYOUT_ROW_INTERLEAVED;

@@ -20,8 +20,9 @@ extern "C" {
 int tern_tiles_eligible(const tern_tensor_desc *desc, uint32_t tile_rows);
 
 /* Rewrites the values, scales and zeros planes of a row-major Q8/Q4 tensor
- * (src, as tern_tensor_plane_sizes sizes them) into `tiled` (same sizes) and
- * sets *tiled_desc to the ROW_INTERLEAVED description. */
+ * (src, as tern_tensor_plane_sizes sizes them), and the index plane of a
+ * sparse one (2:4, 1:4), into `tiled` (same sizes) and sets *tiled_desc to
+ * the ROW_INTERLEAVED description. */
 void tern_tiles_from_rows(const tern_tensor_desc *desc, uint32_t tile_rows,
                           const void *const src[TERN_PLANE_COUNT], void *const tiled[TERN_PLANE_COUNT],
                           tern_tensor_desc *tiled_desc);

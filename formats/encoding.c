@@ -69,10 +69,15 @@ int tern_tensor_plane_sizes(const tern_tensor_desc *desc, uint64_t sizes[TERN_PL
     case TERN_LAYOUT_ROW_INTERLEAVED:
         /* Same plane sizes as row-major; only the order inside differs. */
         if (desc->ndim != 2 || desc->tile_rows == 0 || rows % desc->tile_rows != 0) return -1;
-        /* 7.4: dense Q8/Q4 in 4-row steps, whole 32-column blocks */
+        /* 7.4: Q8/Q4 in 4-row steps, whole 32-column blocks; dense groups
+         * of whole blocks, or 2:4 / 1:4 sparse whose groups cover whole
+         * 32-column blocks (G * 4 / N columns) */
         if (desc->encoding != TERN_ENC_Q8 && desc->encoding != TERN_ENC_Q4) return -1;
-        if (desc->tile_rows % 4 != 0 || desc->tile_rows > 256 || cols % 32 != 0 ||
-            desc->group_size % 32 != 0 || desc->sparse_m != 0)
+        if (desc->tile_rows % 4 != 0 || desc->tile_rows > 256 || cols % 32 != 0) return -1;
+        if (desc->sparse_m == 0 ? desc->group_size % 32 != 0
+                                : desc->sparse_m != 4 || (desc->sparse_n != 1 && desc->sparse_n != 2) ||
+                                      desc->group_size == 0 ||
+                                      (uint64_t)desc->group_size * 4 % (32u * desc->sparse_n) != 0)
             return -1;
         break;
     default: return -1;

@@ -44,6 +44,18 @@ static inline size_t tern_tiled_group_index(size_t n_groups, size_t R, size_t r,
     return (r / R) * R * n_groups + g * R + r % R;
 }
 
+/* ROW_INTERLEAVED N:M sparse Q8/Q4 with M = 4 (docs/format.md 7.3, 7.4): the
+ * stored values are tiled as a dense matrix of stored_cols = cols / 4 * N
+ * columns would be (tern_tiled_q8_offset / tern_tiled_q4_offset with
+ * cols = stored_cols), scales and zeros as dense tiles over stored groups,
+ * and index byte j of row r (its row-major bit stream's byte j: the 2-bit
+ * fields of stored values 4j .. 4j+3) sits at this offset, so that the R
+ * rows' index bytes of one 4-value chunk are R consecutive bytes. */
+static inline size_t tern_tiled_nm_index_offset(size_t index_row_bytes, size_t R, size_t r,
+                                                size_t j) {
+    return (r / R) * R * index_row_bytes + j * R + r % R;
+}
+
 /* Tensor flags. */
 #define TERN_TENSOR_HAS_ZERO_POINT 0x1u /* Q8/Q4: asymmetric, a zeros plane is present */
 #define TERN_TENSOR_HAS_MIN 0x2u        /* Q8/Q4: w = scale * q + min, zeros plane holds F16 mins */

@@ -221,7 +221,9 @@ typedef struct tern_kernels {
     /* N:M sparse weights (sparse_m != 0, docs/format.md 7.3), by value
      * encoding, with the contracts of linear and linear_qa; the exact
      * arithmetic is kernels/ref/linear_nm_ref.c's. NULL: no kernel (the
-     * loader refuses the tensor). linear_qa_nm needs cols % 32 == 0. */
+     * loader refuses the tensor). linear_qa_nm needs cols % 32 == 0. Both
+     * take ROW_MAJOR and, for 2:4 / 1:4 Q8/Q4, ROW_INTERLEAVED tiles
+     * (docs/format.md 7.4; docs/sparsity.md). */
     tern_linear_fn linear_nm[TERN_ENC_COUNT_];
     tern_linear_qa_fn linear_qa_nm[TERN_ENC_COUNT_];
 } tern_kernels;

@@ -21,8 +21,8 @@ tern_status tern_bind_weight(const tern_model *model, const char *name, size_t r
         (d->layout != TERN_LAYOUT_ROW_MAJOR &&
          !(d->layout == TERN_LAYOUT_ROW_INTERLEAVED && /* Q8/Q4 tiles, checked by the reader */
            (d->encoding == TERN_ENC_Q8 || d->encoding == TERN_ENC_Q4))) ||
-        (d->sparse_m != 0 && /* N:M: row-major, with a sparse kernel */
-         (d->layout != TERN_LAYOUT_ROW_MAJOR || !model->kernels.linear_nm[d->encoding])))
+        (d->sparse_m != 0 && /* N:M: row-major, or Q8/Q4 tiles (7.4), with a sparse kernel */
+         !model->kernels.linear_nm[d->encoding]))
         return tern_fail(err, TERN_ERR_UNSUPPORTED,
                          "tensor '%s': encoding %s (layout %u, sparsity %u:%u) has no kernel", name,
                          tern_encoding_name(d->encoding), d->layout, d->sparse_n, d->sparse_m);

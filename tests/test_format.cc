@@ -485,7 +485,10 @@ TEST(PlaneSizes, LayoutAndShape) {
     ExpectInvalid(Desc(TERN_ENC_Q8, {8, 64}, 16, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8));
     ExpectSizes(Desc(TERN_ENC_Q4, {8, 32}, 32, TERN_TENSOR_HAS_MIN, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 8), 128, 16,
                 16, 0);
-    ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 16, 0, 2, 4, TERN_LAYOUT_ROW_INTERLEAVED, 8));
+    // sparse tiles: 2:4 and 1:4 only, groups of whole 32-column blocks (sizes as row-major)
+    ExpectSizes(Desc(TERN_ENC_Q4, {8, 32}, 16, 0, 2, 4, TERN_LAYOUT_ROW_INTERLEAVED, 8), 64, 16, 0, 32);
+    ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 8, 0, 2, 4, TERN_LAYOUT_ROW_INTERLEAVED, 8));
+    ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 8, 0, 2, 8, TERN_LAYOUT_ROW_INTERLEAVED, 8));
     ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 3));  // 8 % 3
     ExpectInvalid(Desc(TERN_ENC_Q4, {8, 32}, 32, 0, 0, 0, TERN_LAYOUT_ROW_INTERLEAVED, 0));
     ExpectInvalid(Desc(TERN_ENC_F32, {8, 4}, 0, 0, 0, 0, TERN_LAYOUT_ROW_MAJOR, 4));  // tile on row-major

@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
 #include "tern.h"
+#include "tests/test_util.h"
 
 namespace {
 
@@ -521,11 +522,7 @@ TEST_P(SparseTier, LinearFloat) {
 
 namespace fs = std::filesystem;
 
-fs::path SharedDir() {
-    if (const char *s = getenv("TERN_SHARED_DIR")) return s;
-    if (const char *s = getenv("TERN_SOURCE_DIR")) return fs::path(s) / ".." / "shared";
-    return "../shared";
-}
+fs::path SharedDir() { return test_shared_path(""); }
 
 // Logits of every position of a short prompt, or empty on failure.
 std::vector<float> RunModel(const fs::path &file, uint64_t mask, int float_act, uint32_t *n_vocab) {
@@ -533,33 +530,7 @@ std::vector<float> RunModel(const fs::path &file, uint64_t mask, int float_act, 
     tern_model_options_default(&mo);
     mo.isa_mask = mask;
     mo.float_activations = (uint8_t)float_act;
-    tern_model *model = nullptr;
-    tern_error err{};
-    if (tern_model_open(file.c_str(), &mo, &model, &err) != TERN_OK) {
-        ADD_FAILURE() << err.message;
-        return {};
-    }
-    tern_model_info info;
-    tern_model_get_info(model, &info);
-    *n_vocab = info.n_vocab;
-    tern_session_options so;
-    tern_session_options_default(&so);
-    so.n_threads = 1;
-    tern_session *sess = nullptr;
-    std::vector<float> logits;
-    if (tern_session_create(model, &so, &sess, &err) == TERN_OK) {
-        const int32_t tokens[5] = {1, 7, 3, 11, 5};
-        logits.assign(5 * info.n_vocab, 0.0f);
-        if (tern_session_feed(sess, tokens, 5, logits.data(), TERN_LOGITS_ALL, &err) != TERN_OK) {
-            ADD_FAILURE() << err.message;
-            logits.clear();
-        }
-        tern_session_destroy(sess);
-    } else {
-        ADD_FAILURE() << err.message;
-    }
-    tern_model_close(model);
-    return logits;
+    return test_model_logits(file.string(), mo, 1, {1, 7, 3, 11, 5}, n_vocab);
 }
 
 TEST(SparseModel, ConvertsAndRunsOnEveryTier) {

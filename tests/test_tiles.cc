@@ -17,28 +17,11 @@
 #include "tests/test_reference.h"
 #include "tests/test_util.h"
 #include "tern.h"
+#include "tests/test_planes.h"
 
 namespace {
 
-struct Tensor {
-    tern_tensor_desc desc{};
-    std::vector<uint8_t> values, zeros;
-    std::vector<uint16_t> scales;
-    tern_weight weight() const {
-        tern_weight w{};
-        w.encoding = desc.encoding;
-        w.layout = desc.layout;
-        w.rows = desc.dims[0];
-        w.cols = desc.dims[1];
-        w.values = values.data();
-        w.scales = scales.data();
-        w.zeros = zeros.empty() ? nullptr : zeros.data();
-        w.group_size = desc.group_size;
-        w.tile_rows = desc.tile_rows;
-        w.flags = desc.flags;
-        return w;
-    }
-};
+using Tensor = TestPlanes;
 
 Tensor Quantized(tern_encoding enc, size_t rows, size_t cols, uint32_t gs, bool asym, uint32_t seed) {
     std::mt19937 rng(seed);

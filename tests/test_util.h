@@ -13,6 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
+#include "tern.h"
+
 // ../shared (fixtures, models), as meson passes it, or beside the source tree.
 inline std::string test_shared_path(const std::string &rel) {
     const char *dir = std::getenv("TERN_SHARED_DIR");
@@ -45,6 +49,38 @@ inline std::string test_program_command(const std::string &rel) {
 inline bool test_emulated() {
     const char *cpu = std::getenv("QEMU_CPU");
     return cpu && *cpu;
+}
+
+// Logits of every position of `tokens` fed at once to a fresh session of the
+// model at `path` (n_vocab each), or empty after reporting a test failure.
+inline std::vector<float> test_model_logits(const std::string &path, const tern_model_options &mo, int threads,
+                                            const std::vector<int32_t> &tokens, uint32_t *n_vocab = nullptr) {
+    tern_model *model = nullptr;
+    tern_error err{};
+    if (tern_model_open(path.c_str(), &mo, &model, &err) != TERN_OK) {
+        ADD_FAILURE() << path << ": " << err.message;
+        return {};
+    }
+    tern_model_info info;
+    tern_model_get_info(model, &info);
+    if (n_vocab) *n_vocab = info.n_vocab;
+    tern_session_options so;
+    tern_session_options_default(&so);
+    so.n_threads = threads;
+    tern_session *sess = nullptr;
+    std::vector<float> logits;
+    if (tern_session_create(model, &so, &sess, &err) == TERN_OK) {
+        logits.assign(tokens.size() * info.n_vocab, 0.0f);
+        if (tern_session_feed(sess, tokens.data(), tokens.size(), logits.data(), TERN_LOGITS_ALL, &err) != TERN_OK) {
+            ADD_FAILURE() << err.message;
+            logits.clear();
+        }
+        tern_session_destroy(sess);
+    } else {
+        ADD_FAILURE() << err.message;
+    }
+    tern_model_close(model);
+    return logits;
 }
 
 // What a run of the `tern` CLI printed and how it ended.

@@ -76,8 +76,11 @@ TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__dotprod);
 TERN_ARM_QA_FN(tern_qs8_q4w_linear_ukernel_2x4__dotprod);
 TERN_ARM_QA_FN(tern_qs8_q8w_linear_ukernel_2x4__i8mm);
 TERN_ARM_QA_FN(tern_qs8_q4w_linear_ukernel_2x4__i8mm);
-/* N:M sparse integer linear layer (linear_nm_dotprod.c, AArch64 only). */
+/* N:M sparse integer linear layer (linear_nm_dotprod.c, AArch64 only);
+ * 2:4 and 1:4 Q8/Q4 in 16-row tiles run linear_nmt_tmpl.h at both tiers
+ * (neon: only those, the rest runs the ref). */
 TERN_ARM_QA_FN(tern_qs8_nm_linear_ukernel_4x32__dotprod);
+TERN_ARM_QA_FN(tern_qs8_nmt_linear_ukernel_16x4__neon);
 
 #ifdef __cplusplus
 }

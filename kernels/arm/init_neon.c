@@ -10,6 +10,10 @@ void tern_kernels_init_neon(tern_kernels *k) {
     k->linear_qa[TERN_ENC_Q8] = tern_qs8_q8w_linear_ukernel_2x4__neon;
     k->linear_qa[TERN_ENC_Q4] = tern_qs8_q4w_linear_ukernel_2x4__neon;
     k->quantize_rows = tern_f32_qs8_quantize_ukernel__neon;
+#if defined(__aarch64__)
+    k->linear_qa_nm[TERN_ENC_Q8] = tern_qs8_nmt_linear_ukernel_16x4__neon;
+    k->linear_qa_nm[TERN_ENC_Q4] = tern_qs8_nmt_linear_ukernel_16x4__neon;
+#endif
     k->rmsnorm = tern_f32_rmsnorm_ukernel__neon;
     k->layernorm = tern_f32_layernorm_ukernel__neon;
     k->rope_half = tern_f32_rope_half_ukernel__neon;

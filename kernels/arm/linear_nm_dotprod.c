@@ -14,6 +14,9 @@
 #include "kernels/nm_lut.h"
 #include "kernels/ref/ref.h"
 
+#define TERN_NMT_SDOT 1
+#include "kernels/arm/linear_nmt_tmpl.h"
+
 #define TERN_NM_INLINE static inline __attribute__((always_inline))
 #define TERN_NM_MT 8
 
@@ -148,6 +151,11 @@ TERN_NM_INLINE void tern_nm_linear(const tern_nm_shape *s, size_t m, size_t r0, 
 void tern_qs8_nm_linear_ukernel_4x32__dotprod(size_t m, size_t r0, size_t r1, const tern_qrows *x,
                                               const tern_weight *w, const float *bias, float *y,
                                               size_t ldy) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) { /* 16-row tiles: linear_nmt_tmpl.h */
+        if (tern_nmt_runs(w)) tern_nmt_linear(m, r0, r1, x, w, bias, y, ldy);
+        else tern_qs8_nm_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);
+        return;
+    }
     const unsigned n = w->sparse_n, mm = w->sparse_m;
     const int pattern = (mm == 4 && (n == 1 || n == 2)) || (mm == 8 && (n == 2 || n == 4));
     const size_t kpb = pattern ? 32 / mm * n : 0;

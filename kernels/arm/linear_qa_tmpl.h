@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernels/arm/linear_qa_arm.h"
+#include "kernels/tile_rows.h"
 
 TERN_ARM_INLINE void tern_qa_tile(int kind, size_t MR, size_t i, size_t r, size_t r1,
                                   const tern_qrows *x, const tern_weight *w, const float *bias,
@@ -177,11 +178,7 @@ TERN_ARM_INLINE void tern_qt_linear(int kind, size_t m, size_t r0, size_t r1, co
             float out[16];
             for (size_t v = 0; v < 4; v++) vst1q_f32(out + 4 * v, acc[v]);
             float *yi = y + i * ldy;
-            for (size_t j = 0; j < R; j++) {
-                const size_t r = tr + j;
-                if (r < r0 || r >= r1) continue;
-                yi[r] = bias ? out[j] + bias[r] : out[j];
-            }
+            tern_tile_store_rows(out, R, tr, r0, r1, bias, yi);
         }
     }
 }

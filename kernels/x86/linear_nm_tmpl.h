@@ -30,6 +30,11 @@
 #define TERN_X86_NM_CAT_(a, b) a##b
 #define TERN_X86_NM_CAT(a, b) TERN_X86_NM_CAT_(a, b)
 #define TERN_X86_NM_NAME(name) TERN_X86_NM_CAT(name, TERN_X86_NM_CAT(__, TERN_X86_ISA))
+#ifndef TERN_X86_QA_INLINE
+#define TERN_X86_QA_INLINE TERN_X86_NM_INLINE
+#endif
+
+#include "kernels/x86/linear_nmt_tmpl.h"
 
 typedef struct {
     unsigned n, m;
@@ -301,6 +306,11 @@ TERN_X86_NM_INLINE void tern_x86_nm_gemv24(int q4, size_t m, size_t r0, size_t r
 void TERN_X86_NM_NAME(tern_qs8_nm_linear_ukernel_8x32)(size_t m, size_t r0, size_t r1,
                                                         const tern_qrows *x, const tern_weight *w,
                                                         const float *bias, float *y, size_t ldy) {
+    if (w->layout == TERN_LAYOUT_ROW_INTERLEAVED) { /* 16-row tiles: linear_nmt_tmpl.h */
+        if (tern_x86_nmt_runs(w)) tern_x86_nmt_dispatch(m, r0, r1, x, w, bias, y, ldy);
+        else tern_qs8_nm_linear_ukernel__ref(m, r0, r1, x, w, bias, y, ldy);
+        return;
+    }
     const unsigned n = w->sparse_n, mm = w->sparse_m;
     const int pattern = (mm == 4 && (n == 1 || n == 2)) || (mm == 8 && (n == 2 || n == 4));
     const size_t kpb = pattern ? 32 / mm * n : 0;

@@ -15,4 +15,6 @@
                             _mm256_xor_si256((x), _mm256_set1_epi8((char)0x80)), (w)),         \
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), (w)))
 
+#define TERN_X86_NMT_ZMM 1
+
 #include "kernels/x86/linear_nm_tmpl.h"

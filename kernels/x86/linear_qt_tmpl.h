@@ -12,6 +12,8 @@
  * reduction across lanes. Integer sums are exact, and the float steps are the
  * ref's: acc = fmaf((float)dot, dw * dx, acc) per block, then + bias. */
 
+#include "kernels/tile_rows.h"
+
 #ifndef TERN_X86_QT_ACC_U2
 #define TERN_X86_QT_ACC_U2(acc, u1, x1, u2, x2)                                                 \
     _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16((u1), (x1)), \
@@ -123,28 +125,16 @@ TERN_X86_QA_INLINE void tern_x86_qt_tile(int q4, size_t mt, size_t tr, size_t i0
         _mm256_storeu_ps(out, acc[t][0]);
         _mm256_storeu_ps(out + 8, acc[t][1]);
         float *yt = y + (i0 + t) * ldy;
-        for (size_t j = 0; j < R; j++) {
-            const size_t r = tr + j;
-            if (r < r0 || r >= r1) continue;
-            yt[r] = bias ? out[j] + bias[r] : out[j];
-        }
+        tern_tile_store_rows(out, R, tr, r0, r1, bias, yt);
     }
 }
 
 TERN_X86_QA_INLINE void tern_x86_qt_linear(int q4, size_t m, size_t r0, size_t r1,
                                            const tern_qrows *x, const tern_weight *w,
                                            const float *bias, float *y, size_t ldy) {
-    const size_t R = TERN_X86_QT_R;
-    for (size_t tr = r0 - r0 % R; tr < r1; tr += R) {
-        size_t i0 = 0;
-        for (; i0 + 4 <= m; i0 += 4) tern_x86_qt_tile(q4, 4, tr, i0, r0, r1, x, w, bias, y, ldy);
-        switch (m - i0) {
-        case 3: tern_x86_qt_tile(q4, 3, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        case 2: tern_x86_qt_tile(q4, 2, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        case 1: tern_x86_qt_tile(q4, 1, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        default: break;
-        }
-    }
+#define TERN_X86_QT_TILE(mt, tr, i0) tern_x86_qt_tile(q4, mt, tr, i0, r0, r1, x, w, bias, y, ldy)
+    TERN_TILE_LOOP(TERN_X86_QT_R, TERN_X86_QT_MT, m, r0, r1, TERN_X86_QT_TILE)
+#undef TERN_X86_QT_TILE
 }
 
 #if defined(TERN_X86_QT_ZMM)
@@ -246,28 +236,16 @@ TERN_X86_QA_INLINE void tern_x86_qt_tile_zmm(int q4, size_t mt, size_t tr, size_
             }
             continue;
         }
-        for (size_t j = 0; j < R; j++) {
-            const size_t r = tr + j;
-            if (r < r0 || r >= r1) continue;
-            yt[r] = bias ? out[j] + bias[r] : out[j];
-        }
+        tern_tile_store_rows(out, R, tr, r0, r1, bias, yt);
     }
 }
 
 TERN_X86_QA_INLINE void tern_x86_qt_linear_zmm(int q4, size_t m, size_t r0, size_t r1,
                                                const tern_qrows *x, const tern_weight *w,
                                                const float *bias, float *y, size_t ldy) {
-    const size_t R = TERN_X86_QT_R;
-    for (size_t tr = r0 - r0 % R; tr < r1; tr += R) {
-        size_t i0 = 0;
-        for (; i0 + 4 <= m; i0 += 4) tern_x86_qt_tile_zmm(q4, 4, tr, i0, r0, r1, x, w, bias, y, ldy);
-        switch (m - i0) {
-        case 3: tern_x86_qt_tile_zmm(q4, 3, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        case 2: tern_x86_qt_tile_zmm(q4, 2, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        case 1: tern_x86_qt_tile_zmm(q4, 1, tr, i0, r0, r1, x, w, bias, y, ldy); break;
-        default: break;
-        }
-    }
+#define TERN_X86_QT_TILE(mt, tr, i0) tern_x86_qt_tile_zmm(q4, mt, tr, i0, r0, r1, x, w, bias, y, ldy)
+    TERN_TILE_LOOP(TERN_X86_QT_R, TERN_X86_QT_ZMM_MT, m, r0, r1, TERN_X86_QT_TILE)
+#undef TERN_X86_QT_TILE
 }
 #define tern_x86_qt_linear tern_x86_qt_linear_zmm
 #endif
