@@ -24,11 +24,14 @@ static void usage(FILE *f) {
           "      Q8_0/Q4_0/Q4_1 as they are; --embed/--output f32|f16|bf16|q8|q4|keep: token\n"
           "      embedding / output layer (default q8 for q8/q4 bodies); --layout tiles|rows:\n"
           "      q8/q4 layers in the integer kernels' 16-row tiles (default) or row by row\n"
-          "      [--method rtn|gptq|awq|smoothquant --calib FILE|DIR [--calib-tokens N] [--act-order]]\n"
+          "      [--method rtn|gptq|awq|smoothquant --calib FILE|DIR [--calib-tokens N]\n"
+          "       [--calib-views N] [--act-order]]\n"
           "      calibration-based quantisation (docs/quantization.md) on a text, a .ids file of\n"
-          "      token ids or (ViT) a folder of images; --calib-tokens: default 2048\n"
+          "      token ids or (ViT) a folder of images; --calib-tokens: default 2048;\n"
+          "      --calib-views: views per image (the image, its mirror, random crops), default 4\n"
           "      [--sparsity N:M [--prune magnitude|wanda|sparsegpt] [--sparse-layers GLOB]]\n"
-          "      N:M structured sparsity of the block matrices (default magnitude)\n"
+          "      N:M structured sparsity of the block matrices (default magnitude); wanda and\n"
+          "      sparsegpt need --calib (as above); layers --sparse-layers leaves dense follow --method\n"
           "  info MODEL.tern [--verify]\n"
           "      architecture, hyper-parameters, tensor table, bytes per encoding\n"
           "  generate MODEL.tern (-p TEXT | --tokens 1,2,3) [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S]\n"
@@ -139,6 +142,12 @@ static int cmd_convert(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--calib-tokens")) {
             if (!val || tern_cli_parse_u32(val, &opts.calib_tokens) || opts.calib_tokens == 0)
                 return tern_cli_bad_usage("bad --calib-tokens value '%s'", val ? val : "");
+            i++;
+        } else if (!strcmp(argv[i], "--calib-views")) {
+            uint32_t v = 0;
+            if (!val || tern_cli_parse_u32(val, &v) || v == 0 || v > 255)
+                return tern_cli_bad_usage("bad --calib-views value '%s' (1 to 255)", val ? val : "");
+            opts.calib_views = (uint8_t)v;
             i++;
         } else if (!strcmp(argv[i], "--act-order")) {
             opts.act_order = 1;

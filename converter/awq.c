@@ -99,82 +99,112 @@ tern_status tern_fold_apply(tern_calib_result *r, tern_calib_stage *stage, const
 
 /* ---- Loss ------------------------------------------------------------------- */
 
+/* Candidates are scored in two steps: the error rows D = Q(W s)/s - W, then
+ * Y = D H with the runtime's F32 GEMM (whatever SIMD tier the machine has;
+ * H is symmetric, so it serves as the weight as it is) and the loss
+ * sum D o Y. The GEMM is nearly all of AWQ's time: rows x cols^2 per
+ * candidate and layer. */
 typedef struct {
     const tern_quant_params *qp;
     const float *w, *s;
     size_t cols;
-    const float *H; /* float copy */
-    double *row_loss;
-    float *scratch; /* [rows][2 * cols + group] */
+    float *d;       /* [rows][cols] */
+    uint8_t *codes; /* [tiles][group] */
+    const tern_weight *H; /* F32 [cols][cols] */
+    const tern_kernels *k;
+    float *y;       /* [rows][cols] */
+    size_t rows;
 } loss_task;
 
-static void loss_rows(void *ctx, size_t r) {
+#define AWQ_TILE 16 /* rows of D per task; columns of Y per task */
+
+static void error_rows(void *ctx, size_t r0, size_t count) {
     const loss_task *t = ctx;
     const size_t cols = t->cols, g = t->qp->group_size;
-    float *ws = t->scratch + r * (2 * cols + g), *d = ws + cols;
-    uint8_t *q = (uint8_t *)(d + cols);
-    const float *w = t->w + r * cols;
-    for (size_t c = 0; c < cols; c++) ws[c] = t->s ? w[c] * t->s[c] : w[c];
-    for (size_t k = 0; k < cols / g; k++) {
-        uint16_t scale;
-        uint8_t zero = 0;
-        tern_quantize_group(t->qp, ws + k * g, g, q, &scale, t->qp->asymmetric ? &zero : NULL);
-        for (size_t j = 0; j < g; j++) {
-            const size_t c = k * g + j;
-            const float deq = tern_quant_dequant(t->qp, q[j], scale, zero);
-            d[c] = (t->s ? deq / t->s[c] : deq) - w[c];
+    uint8_t *q = t->codes + r0 / AWQ_TILE * g;
+    for (size_t r = r0; r < r0 + count; r++) {
+        float *d = t->d + r * cols;
+        const float *w = t->w + r * cols;
+        for (size_t c = 0; c < cols; c++) d[c] = t->s ? w[c] * t->s[c] : w[c];
+        for (size_t k = 0; k < cols / g; k++) {
+            uint16_t scale;
+            uint8_t zero = 0;
+            float *x = d + k * g;
+            tern_quantize_group(t->qp, x, g, q, &scale, t->qp->asymmetric ? &zero : NULL);
+            for (size_t j = 0; j < g; j++) {
+                const size_t c = k * g + j;
+                const float deq = tern_quant_dequant(t->qp, q[j], scale, zero);
+                x[j] = (t->s ? deq / t->s[c] : deq) - w[c];
+            }
         }
     }
-    /* d^T H d = sum_i d_i (H_ii d_i + 2 sum_{j>i} H_ij d_j): the upper half only */
-    double loss = 0;
-    for (size_t i = 0; i < cols; i++) {
-        if (d[i] == 0.0f) continue;
-        const float *h = t->H + i * cols;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}; /* lanes the compiler can vectorise */
-        size_t j = i + 1;
-        for (; j + 8 <= cols; j += 8)
-            for (int l = 0; l < 8; l++) acc[l] += h[j + l] * d[j + l];
-        for (; j < cols; j++) acc[0] += h[j] * d[j];
-        const float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-        loss += (double)d[i] * ((double)h[i] * d[i] + 2.0 * sum);
-    }
-    t->row_loss[r] = loss;
 }
 
-static void loss_tile(void *ctx, size_t r0, size_t count) {
-    for (size_t r = r0; r < r0 + count; r++) loss_rows(ctx, r);
+static void product_cols(void *ctx, size_t c0, size_t count) {
+    const loss_task *t = ctx;
+    t->k->linear[TERN_ENC_F32](t->rows, c0, c0 + count, t->d, t->cols, t->H, NULL, t->y, t->cols);
 }
 
-static double loss_with(const tern_quant_params *qp, const float *w, size_t rows, size_t cols,
-                        const float *s, const float *Hf, pthreadpool_t pool, double *row_loss,
-                        float *scratch) {
-    loss_task t = {qp, w, s, cols, Hf, row_loss, scratch};
-    if (pool && rows >= 32)
-        pthreadpool_parallelize_1d_tile_1d(pool, loss_tile, &t, rows, 16, PTHREADPOOL_FLAG_YIELD_WORKERS);
-    else
-        loss_tile(&t, 0, rows);
-    double sum = 0;
-    for (size_t r = 0; r < rows; r++) sum += row_loss[r];
-    return sum;
+/* Scratch of loss_with for rows x cols. */
+typedef struct {
+    float *d, *y;
+    uint8_t *codes;
+    tern_weight H;
+    tern_kernels k;
+} loss_scratch;
+
+static void loss_scratch_free(loss_scratch *sc) {
+    free(sc->d);
+    free(sc->y);
+    free(sc->codes);
+    free((void *)sc->H.values);
 }
 
-static float *hessian_f32(const double *H, size_t cols) {
+static int loss_scratch_alloc(loss_scratch *sc, const double *H, size_t rows, size_t cols, size_t group) {
+    memset(sc, 0, sizeof *sc);
+    sc->d = malloc(rows * cols * sizeof *sc->d);
+    sc->y = malloc(rows * cols * sizeof *sc->y);
+    sc->codes = malloc(((rows + AWQ_TILE - 1) / AWQ_TILE) * group);
     float *Hf = malloc(cols * cols * sizeof *Hf);
     if (Hf)
         for (size_t i = 0; i < cols * cols; i++) Hf[i] = (float)H[i];
-    return Hf;
+    sc->H.encoding = TERN_ENC_F32;
+    sc->H.layout = TERN_LAYOUT_ROW_MAJOR;
+    sc->H.rows = sc->H.cols = cols;
+    sc->H.values = Hf;
+    tern_kernels_init(&sc->k, TERN_ISA_MASK_ALL);
+    if (sc->d && sc->y && sc->codes && Hf) return 0;
+    loss_scratch_free(sc);
+    return -1;
+}
+
+static double loss_with(const tern_quant_params *qp, const float *w, size_t rows, size_t cols,
+                        const float *s, loss_scratch *sc, pthreadpool_t pool) {
+    loss_task t = {qp, w, s, cols, sc->d, sc->codes, &sc->H, &sc->k, sc->y, rows};
+    if (pool) {
+        pthreadpool_parallelize_1d_tile_1d(pool, error_rows, &t, rows, AWQ_TILE, PTHREADPOOL_FLAG_YIELD_WORKERS);
+        pthreadpool_parallelize_1d_tile_1d(pool, product_cols, &t, cols, 4 * AWQ_TILE,
+                                           PTHREADPOOL_FLAG_YIELD_WORKERS);
+    } else {
+        for (size_t r = 0; r < rows; r += AWQ_TILE) error_rows(&t, r, rows - r < AWQ_TILE ? rows - r : AWQ_TILE);
+        product_cols(&t, 0, cols);
+    }
+    double sum = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const float *d = sc->d + r * cols, *y = sc->y + r * cols;
+        double acc = 0;
+        for (size_t c = 0; c < cols; c++) acc += (double)d[c] * y[c];
+        sum += acc;
+    }
+    return sum;
 }
 
 double tern_awq_loss(const tern_quant_params *qp, const float *w, size_t rows, size_t cols,
                      const float *s, const double *H, pthreadpool_t pool) {
-    float *Hf = hessian_f32(H, cols);
-    double *row_loss = malloc(rows * sizeof *row_loss);
-    float *scratch = malloc(rows * (2 * cols + qp->group_size) * sizeof *scratch);
-    double loss = NAN;
-    if (Hf && row_loss && scratch) loss = loss_with(qp, w, rows, cols, s, Hf, pool, row_loss, scratch);
-    free(Hf);
-    free(row_loss);
-    free(scratch);
+    loss_scratch sc;
+    if (loss_scratch_alloc(&sc, H, rows, cols, qp->group_size) != 0) return NAN;
+    const double loss = loss_with(qp, w, rows, cols, s, &sc, pool);
+    loss_scratch_free(&sc);
     return loss;
 }
 
@@ -197,15 +227,12 @@ tern_status tern_awq_search(const tern_quant_params *qp, const float *const *w, 
         for (size_t r = 0; r < n_rows[i]; r++)
             memcpy(picked[i] + r * cols, w[i] + r * rows[i] / n_rows[i] * cols, cols * sizeof(float));
     }
-    float *Hf = hessian_f32(H, cols);
-    double *row_loss = malloc(max_rows * sizeof *row_loss);
-    float *scratch = malloc(max_rows * (2 * cols + qp->group_size) * sizeof *scratch);
+    loss_scratch sc;
+    const int sc_failed = loss_scratch_alloc(&sc, H, max_rows, cols, qp->group_size);
     float *sk = malloc(n_scales * sizeof *sk), *full = malloc(cols * sizeof *full);
-    if (!Hf || !row_loss || !scratch || !sk || !full) {
+    if (sc_failed || !sk || !full) {
         for (size_t k = 0; k < 3; k++) free(picked[k]);
-        free(Hf);
-        free(row_loss);
-        free(scratch);
+        if (!sc_failed) loss_scratch_free(&sc);
         free(sk);
         free(full);
         return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for the AWQ search (%zu inputs)", cols);
@@ -229,8 +256,7 @@ tern_status tern_awq_search(const tern_quant_params *qp, const float *const *w, 
         for (size_t c = 0; c < cols; c++) full[c] = sk[tie[c]];
         double loss = 0;
         for (size_t i = 0; i < n_w; i++)
-            loss += loss_with(qp, picked[i] ? picked[i] : w[i], n_rows[i], cols, full, Hf, pool,
-                              row_loss, scratch);
+            loss += loss_with(qp, picked[i] ? picked[i] : w[i], n_rows[i], cols, full, &sc, pool);
         if (loss < best) {
             best = loss;
             *alpha_out = alpha;
@@ -238,9 +264,7 @@ tern_status tern_awq_search(const tern_quant_params *qp, const float *const *w, 
         }
     }
     for (size_t k = 0; k < 3; k++) free(picked[k]);
-    free(Hf);
-    free(row_loss);
-    free(scratch);
+    loss_scratch_free(&sc);
     free(sk);
     free(full);
     return TERN_OK;
@@ -249,33 +273,31 @@ tern_status tern_awq_search(const tern_quant_params *qp, const float *const *w, 
 /* ---- Clipping search ---------------------------------------------------------- */
 
 /* Per row and group of the folded weight, the clamp max|w| (1 - i/20) with
- * the least output error d^T H' d, H' the Hessian of the scaled input. */
-static tern_status clip_search(const tern_quant_params *qp, tern_calib_tensor *t, const float *w,
-                               const double *H, tern_error *err) {
-    const size_t rows = (size_t)t->rows, cols = (size_t)t->cols, g = qp->group_size, ng = cols / g;
-    float *row = malloc(cols * sizeof *row), *cw = malloc(g * sizeof *cw), *d = malloc(g * sizeof *d);
-    double *Hg = malloc(ng * g * g * sizeof *Hg); /* the diagonal blocks of H' */
-    uint8_t *q = malloc(g);
-    float *clip = malloc(rows * ng * sizeof *clip);
-    tern_status st = TERN_OK;
-    if (!row || !cw || !d || !Hg || !q || !clip) {
-        free(clip);
-        st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for the AWQ clipping search");
-        goto done;
-    }
-    for (size_t k = 0; k < ng; k++)
-        for (size_t a = 0; a < g; a++)
-            for (size_t b = 0; b < g; b++) {
-                const size_t ca = k * g + a, cb = k * g + b;
-                const double sa = t->col_scale ? t->col_scale[ca] : 1.0;
-                const double sb = t->col_scale ? t->col_scale[cb] : 1.0;
-                Hg[(k * g + a) * g + b] = H[ca * cols + cb] / (sa * sb);
-            }
-    for (size_t r = 0; r < rows; r++) {
-        tern_calib_tensor_apply_row(t, r, w + r * cols, row); /* t->clip is still NULL */
+ * the least output error d^T H' d, H' the Hessian of the scaled input. Rows
+ * are independent: split over the pool in tiles, each with its scratch. */
+typedef struct {
+    const tern_quant_params *qp;
+    const tern_calib_tensor *t;
+    const float *w;
+    const double *Hg; /* [ng][g][g]: the diagonal blocks of H' */
+    float *scratch;   /* [tiles][cols + 2 g] */
+    uint8_t *codes;   /* [tiles][g] */
+    float *clip;      /* [rows][ng] */
+} clip_task;
+
+#define AWQ_CLIP_TILE 16
+
+static void clip_rows(void *ctx, size_t r0, size_t count) {
+    const clip_task *c = ctx;
+    const tern_quant_params *qp = c->qp;
+    const size_t cols = (size_t)c->t->cols, g = qp->group_size, ng = cols / g, tile = r0 / AWQ_CLIP_TILE;
+    float *row = c->scratch + tile * (cols + 2 * g), *cw = row + cols, *d = cw + g;
+    uint8_t *q = c->codes + tile * g;
+    for (size_t r = r0; r < r0 + count; r++) {
+        tern_calib_tensor_apply_row(c->t, r, c->w + r * cols, row); /* t->clip is still NULL */
         for (size_t k = 0; k < ng; k++) {
             const float *x = row + k * g;
-            const double *hg = Hg + k * g * g;
+            const double *hg = c->Hg + k * g * g;
             float amax = 0;
             for (size_t j = 0; j < g; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
             double best = INFINITY;
@@ -295,18 +317,47 @@ static tern_status clip_search(const tern_quant_params *qp, tern_calib_tensor *t
                 }
                 if (e < best) best = e, best_max = m;
             }
-            clip[r * ng + k] = best_max;
+            c->clip[r * ng + k] = best_max;
         }
     }
+}
+
+static tern_status clip_search(const tern_quant_params *qp, tern_calib_tensor *t, const float *w,
+                               const double *H, pthreadpool_t pool, tern_error *err) {
+    const size_t rows = (size_t)t->rows, cols = (size_t)t->cols, g = qp->group_size, ng = cols / g;
+    const size_t tiles = (rows + AWQ_CLIP_TILE - 1) / AWQ_CLIP_TILE;
+    double *Hg = malloc(ng * g * g * sizeof *Hg);
+    float *scratch = malloc(tiles * (cols + 2 * g) * sizeof *scratch);
+    uint8_t *codes = malloc(tiles * g);
+    float *clip = malloc(rows * ng * sizeof *clip);
+    if (!Hg || !scratch || !codes || !clip) {
+        free(Hg);
+        free(scratch);
+        free(codes);
+        free(clip);
+        return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for the AWQ clipping search");
+    }
+    for (size_t k = 0; k < ng; k++)
+        for (size_t a = 0; a < g; a++)
+            for (size_t b = 0; b < g; b++) {
+                const size_t ca = k * g + a, cb = k * g + b;
+                const double sa = t->col_scale ? t->col_scale[ca] : 1.0;
+                const double sb = t->col_scale ? t->col_scale[cb] : 1.0;
+                Hg[(k * g + a) * g + b] = H[ca * cols + cb] / (sa * sb);
+            }
+    clip_task c = {qp, t, w, Hg, scratch, codes, clip};
+    if (pool && rows > AWQ_CLIP_TILE)
+        pthreadpool_parallelize_1d_tile_1d(pool, clip_rows, &c, rows, AWQ_CLIP_TILE,
+                                           PTHREADPOOL_FLAG_YIELD_WORKERS);
+    else
+        for (size_t r = 0; r < rows; r += AWQ_CLIP_TILE)
+            clip_rows(&c, r, rows - r < AWQ_CLIP_TILE ? rows - r : AWQ_CLIP_TILE);
     t->clip = clip;
     t->clip_group = (uint32_t)g;
-done:
-    free(row);
-    free(cw);
-    free(d);
     free(Hg);
-    free(q);
-    return st;
+    free(scratch);
+    free(codes);
+    return TERN_OK;
 }
 
 /* ---- The stage ------------------------------------------------------------------ */
@@ -330,11 +381,10 @@ tern_status tern_awq_calib_stage(void *user, tern_calib_stage *stage, tern_error
     tern_status st = TERN_OK;
     for (size_t gi = 0; gi < n_groups && st == TERN_OK; gi++) {
         const tern_fold_group *g = &groups[gi];
-        /* ViT: no scales, only the clipping search below. On vit-tiny (8
-         * calibration images, 16 others to evaluate) every choice of scaled
-         * groups we tried raised the KL to the float model above RTN's
-         * (docs/quantization.md), while clipping alone lowered it. */
-        if (stage->arch == TERN_ARCH_VIT) continue;
+        /* ViT: no scales for q/k/v (their errors meet in the softmax, which
+         * the per-layer loss does not see: on vit-tiny every scaled q/k/v
+         * raised the KL to the float model); o and fc1 are scaled. */
+        if (stage->arch == TERN_ARCH_VIT && gi == 0) continue;
         const float *w[3];
         size_t rows[3];
         const tern_calib_linear *first = NULL;
@@ -390,7 +440,7 @@ tern_status tern_awq_calib_stage(void *user, tern_calib_stage *stage, tern_error
             continue;
         tern_calib_tensor *t = tern_calib_result_get(m->result, L->name, L->rows, L->cols);
         if (!t) return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory");
-        st = clip_search(&qp, t, L->weight, L->stats->hessian, err);
+        st = clip_search(&qp, t, L->weight, L->stats->hessian, stage->pool, err);
     }
     return st;
 }

@@ -34,6 +34,7 @@ extern "C" {
 
 #define TERN_CALIB_DEFAULT_TOKENS 2048
 #define TERN_CALIB_WINDOW 512 /* tokens per window of text (fewer when the model's context is shorter) */
+#define TERN_CALIB_IMAGE_VIEWS 4 /* views (mirror, random resized crops) per calibration image */
 
 /* Input statistics of a linear layer over the n calibration rows it saw. */
 typedef struct tern_calib_stats {
@@ -76,6 +77,8 @@ typedef struct tern_calib_options {
                               a folder of JPEG/PNG images or a .npy float32 [n][c][h][w] of
                               preprocessed pixels (vision models) */
     uint32_t max_tokens;   /* 0: TERN_CALIB_DEFAULT_TOKENS; images: max_tokens / tokens per image (>= 1) */
+    uint32_t image_views;  /* images: views of each (calib.c: the image, its mirror, crops);
+                              0: TERN_CALIB_IMAGE_VIEWS; .npy pixels: at most 2 */
     int need_hessian;      /* 0: only the per-channel sums (cheaper) */
     int sequential;
     uint32_t first_stage;  /* stages below it are not calibrated (no pass, no callback) */

@@ -117,16 +117,16 @@ tern_status tern_convert_add_planes(tern_convert_ctx *ctx, const char *name,
         tern_tensor_plane_sizes(desc, sizes);
         void *tiled[TERN_PLANE_COUNT] = {NULL, NULL, NULL, NULL};
         st = TERN_OK;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < TERN_PLANE_COUNT; i++) /* the index plane too: 2:4, 1:4 tiles */
             if (sizes[i] && !(tiled[i] = malloc((size_t)sizes[i])))
                 st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory tiling tensor %s", name);
         if (st == TERN_OK) {
             tern_tensor_desc td;
             tern_tiles_from_rows(desc, TERN_TILE_ROWS, planes, tiled, &td);
-            const void *tp[TERN_PLANE_COUNT] = {tiled[0], tiled[1], tiled[2], NULL};
+            const void *tp[TERN_PLANE_COUNT] = {tiled[0], tiled[1], tiled[2], tiled[3]};
             st = tern_writer_add_tensor(ctx->writer, name, &td, tp, err);
         }
-        for (int i = 0; i < 3; i++) free(tiled[i]);
+        for (int i = 0; i < TERN_PLANE_COUNT; i++) free(tiled[i]);
     } else {
         st = tern_writer_add_tensor(ctx->writer, name, desc, planes, err);
     }
@@ -177,31 +177,35 @@ void tern_convert_basename(const char *path, char *out, size_t size) {
     out[n] = '\0';
 }
 
-/* Packs buf (a 2-D matrix) N:M sparse with the body's value encoding, the
- * group counted over kept values (F16 when the group does not divide them). */
+void tern_convert_sparse_desc(const tern_convert_ctx *ctx, uint64_t rows, uint64_t cols,
+                              tern_tensor_desc *desc) {
+    memset(desc, 0, sizeof *desc);
+    desc->encoding = tern_convert_encoding(ctx, 2);
+    desc->layout = TERN_LAYOUT_ROW_MAJOR;
+    desc->ndim = 2;
+    desc->dims[0] = rows;
+    desc->dims[1] = cols;
+    desc->sparse_n = (uint8_t)ctx->sparse_n;
+    desc->sparse_m = (uint8_t)ctx->sparse_m;
+    const uint64_t stored = cols / ctx->sparse_m * ctx->sparse_n;
+    if (desc->encoding == TERN_ENC_Q8 || desc->encoding == TERN_ENC_Q4) {
+        const uint64_t g = ctx->group_size == TERN_GROUP_PER_ROW ? stored : ctx->group_size;
+        if (g == 0 || g > UINT32_MAX - 1 || stored % g != 0 ||
+            (desc->encoding == TERN_ENC_Q4 && g % 2 != 0)) {
+            desc->encoding = TERN_ENC_F16;
+        } else {
+            desc->group_size = (uint32_t)g;
+            if (ctx->asymmetric) desc->flags = TERN_TENSOR_HAS_ZERO_POINT;
+        }
+    }
+}
+
+/* Packs buf (a 2-D matrix) N:M sparse as tern_convert_sparse_desc says. */
 static tern_status tern_convert_add_sparse(tern_convert_ctx *ctx, const char *name,
                                            const uint64_t *dims, const float *buf,
                                            uint64_t src_bytes, tern_error *err) {
     tern_tensor_desc desc;
-    memset(&desc, 0, sizeof desc);
-    desc.encoding = tern_convert_encoding(ctx, 2);
-    desc.layout = TERN_LAYOUT_ROW_MAJOR;
-    desc.ndim = 2;
-    desc.dims[0] = dims[0];
-    desc.dims[1] = dims[1];
-    desc.sparse_n = (uint8_t)ctx->sparse_n;
-    desc.sparse_m = (uint8_t)ctx->sparse_m;
-    const uint64_t stored = dims[1] / ctx->sparse_m * ctx->sparse_n;
-    if (desc.encoding == TERN_ENC_Q8 || desc.encoding == TERN_ENC_Q4) {
-        const uint64_t g = ctx->group_size == TERN_GROUP_PER_ROW ? stored : ctx->group_size;
-        if (g == 0 || g > UINT32_MAX - 1 || stored % g != 0 ||
-            (desc.encoding == TERN_ENC_Q4 && g % 2 != 0)) {
-            desc.encoding = TERN_ENC_F16;
-        } else {
-            desc.group_size = (uint32_t)g;
-            if (ctx->asymmetric) desc.flags = TERN_TENSOR_HAS_ZERO_POINT;
-        }
-    }
+    tern_convert_sparse_desc(ctx, dims[0], dims[1], &desc);
     uint64_t sizes[TERN_PLANE_COUNT];
     if (tern_tensor_plane_sizes(&desc, sizes) != 0)
         return tern_fail(err, TERN_ERR_INTERNAL, "tensor %s: inconsistent sparse description", name);
@@ -360,10 +364,18 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
         if (opts->method == TERN_METHOD_GPTQ && opts->weights != TERN_WEIGHTS_Q8 &&
             opts->weights != TERN_WEIGHTS_Q4)
             return tern_fail(err, TERN_ERR_INVALID_ARG, "--method gptq needs q8 or q4 weights");
-        if (opts->prune)
+        if (opts->prune && opts->method != TERN_METHOD_GPTQ)
             return tern_fail(err, TERN_ERR_INVALID_ARG,
-                             "--method %s and pruning cannot be combined", mname);
+                             "--method %s folds scales across layers and cannot be combined with "
+                             "--sparsity (use --method gptq or rtn)",
+                             mname);
     }
+    const int calib_prune = opts->prune == TERN_PRUNE_WANDA || opts->prune == TERN_PRUNE_SPARSEGPT;
+    if (calib_prune && (!opts->calib_path || !opts->calib_path[0]))
+        return tern_fail(err, TERN_ERR_INVALID_ARG,
+                         "--prune %s needs calibration data (--calib FILE: a text, a .ids file of "
+                         "token ids, or for vision models a folder of images or a .npy)",
+                         opts->prune == TERN_PRUNE_WANDA ? "wanda" : "sparsegpt");
     if (opts->act_order > 1 || (opts->act_order && opts->method != TERN_METHOD_GPTQ))
         return tern_fail(err, TERN_ERR_INVALID_ARG, "act_order (%u) applies to --method gptq only",
                          opts->act_order);
@@ -399,7 +411,7 @@ tern_status tern_convert(const char *src_path, const char *dst_path,
     ctx.sparse_layers = opts->sparse_layers;
 
     tern_calib_result *calib = NULL;
-    if (opts->method != TERN_METHOD_RTN) {
+    if (opts->method != TERN_METHOD_RTN || calib_prune) {
         tern_status st = tern_calib_prepare(imp, &ctx, opts, dst_path, &calib, err);
         if (st != TERN_OK) return st;
         ctx.tensor_hook = tern_calib_tensor_hook;

@@ -89,6 +89,12 @@ tern_encoding tern_convert_tensor_encoding(const tern_convert_ctx *ctx, const ch
  * is (--weights keep, or --embed/--output keep for those two). */
 int tern_convert_keeps(const tern_convert_ctx *ctx, const char *name);
 
+/* The description of a rows x cols matrix packed N:M sparse (ctx's
+ * sparse_n:sparse_m) with the body's value encoding, the group counted over
+ * kept values (F16 when the group does not divide them). */
+void tern_convert_sparse_desc(const tern_convert_ctx *ctx, uint64_t rows, uint64_t cols,
+                              tern_tensor_desc *desc);
+
 /* Adds a tensor whose planes are ready (e.g. GGUF blocks kept as they are)
  * and reports src_bytes of progress. */
 tern_status tern_convert_add_planes(tern_convert_ctx *ctx, const char *name,

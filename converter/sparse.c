@@ -194,23 +194,34 @@ static int tern_cholesky_lower(double *a, size_t n) {
  * transposed lower factor of H^-1. Uses `tmp` (n x n). */
 static int tern_hinv_upper(double *h, size_t n, double *u, double *tmp) {
     if (tern_cholesky_lower(h, n) != 0) return -1;
-    /* tmp = L^-1 (lower), column by column by forward substitution */
+    /* tmp = L^-1 (lower) by forward substitution, a row at a time (rows are
+     * contiguous: this is O(n^3) and n reaches thousands):
+     * tmp[i][j] = (delta_ij - sum_{k<i} L[i][k] tmp[k][j]) / L[i][i] */
     memset(tmp, 0, n * n * sizeof *tmp);
-    for (size_t j = 0; j < n; j++) {
-        tmp[j * n + j] = 1.0 / h[j * n + j];
-        for (size_t i = j + 1; i < n; i++) {
-            double v = 0.0;
-            for (size_t k = j; k < i; k++) v -= h[i * n + k] * tmp[k * n + j];
-            tmp[i * n + j] = v / h[i * n + i];
+    for (size_t i = 0; i < n; i++) {
+        double *ti = tmp + i * n;
+        ti[i] = 1.0;
+        for (size_t k = 0; k < i; k++) {
+            const double lik = h[i * n + k], *tk = tmp + k * n;
+            if (lik == 0.0) continue;
+            for (size_t j = 0; j <= k; j++) ti[j] -= lik * tk[j];
+        }
+        const double d = h[i * n + i];
+        for (size_t j = 0; j <= i; j++) ti[j] /= d;
+    }
+    /* u = H^-1 = L^-T L^-1: u[i][j] = sum_k tmp[k][i] tmp[k][j], summed row k by row k */
+    memset(u, 0, n * n * sizeof *u);
+    for (size_t k = 0; k < n; k++) {
+        const double *tk = tmp + k * n;
+        for (size_t i = 0; i <= k; i++) {
+            const double x = tk[i];
+            if (x == 0.0) continue;
+            double *ui = u + i * n;
+            for (size_t j = 0; j <= i; j++) ui[j] += x * tk[j];
         }
     }
-    /* u = H^-1 = L^-T L^-1: u[i][j] = sum_k tmp[k][i] tmp[k][j], k >= max(i, j) */
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j <= i; j++) {
-            double v = 0.0;
-            for (size_t k = i; k < n; k++) v += tmp[k * n + i] * tmp[k * n + j];
-            u[i * n + j] = u[j * n + i] = v;
-        }
+        for (size_t j = 0; j < i; j++) u[j * n + i] = u[i * n + j];
     if (tern_cholesky_lower(u, n) != 0) return -1;
     for (size_t i = 0; i < n; i++) /* transpose: upper factor */
         for (size_t j = i + 1; j < n; j++) {
@@ -241,7 +252,8 @@ tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const doubl
     uint8_t *keep = calloc(rows * cols, 1);
     double *errs = malloc(rows * blocksize * sizeof *errs);
     float *orig = malloc(rows * sizeof *orig);
-    if (!h || !u || !tmp || !keep || !errs || !orig) {
+    double *acc = malloc(cols * sizeof *acc);
+    if (!h || !u || !tmp || !keep || !errs || !orig || !acc) {
         st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for SparseGPT on %zu x %zu", rows,
                        cols);
         goto done;
@@ -291,14 +303,18 @@ tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const doubl
                 for (size_t j = i + 1; j < i2; j++) wr[j] = (float)((double)wr[j] - e * u[i * cols + j]);
             }
         }
-        /* the block's errors reach the later columns in one pass */
-        for (size_t r = 0; r < rows; r++) {
+        /* the block's errors reach the later columns in one pass (per column
+         * j the same sums as a loop over k inside, in the same order; this
+         * order streams rows of u) */
+        for (size_t r = 0; r < rows && i2 < cols; r++) {
             float *wr = w + r * cols;
-            for (size_t j = i2; j < cols; j++) {
-                double v = wr[j];
-                for (size_t k = i1; k < i2; k++) v -= errs[r * blocksize + (k - i1)] * u[k * cols + j];
-                wr[j] = (float)v;
+            for (size_t j = i2; j < cols; j++) acc[j - i2] = wr[j];
+            for (size_t k = i1; k < i2; k++) {
+                const double e = errs[r * blocksize + (k - i1)], *uk = u + k * cols + i2;
+                if (e == 0.0) continue;
+                for (size_t j = 0; j < cols - i2; j++) acc[j] -= e * uk[j];
             }
+            for (size_t j = i2; j < cols; j++) wr[j] = (float)acc[j - i2];
         }
     }
     st = TERN_OK;
@@ -309,6 +325,7 @@ done:
     free(keep);
     free(errs);
     free(orig);
+    free(acc);
     return st;
 }
 

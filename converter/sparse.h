@@ -68,6 +68,8 @@ typedef struct tern_sparse_rtn {
 void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, const uint8_t *keep,
                               size_t c);
 
+#define TERN_SPARSEGPT_PERCDAMP 0.01 /* the paper's dampening: 1 % of the mean Hessian diagonal */
+
 /* SparseGPT (Frantar & Alistarh 2023, Algorithm 1) for N:M: H = X^T X
  * (cols x cols, symmetric, row-major; not modified), dampened by percdamp *
  * mean(diag H); U = upper Cholesky factor of H^-1. At every m-th column the

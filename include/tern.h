@@ -301,7 +301,7 @@ typedef struct tern_convert_options {
     uint8_t prune;                  /* tern_prune_method; 0: dense */
     uint8_t sparse_n, sparse_m;     /* N:M pattern when prune != 0 (e.g. 2, 4) */
     uint8_t act_order;              /* GPTQ: columns in order of decreasing Hessian diagonal */
-    uint8_t reserved0;
+    uint8_t calib_views;            /* images: views of each calibration image (mirror, crops); 0: 4 */
     uint32_t calib_tokens;          /* calibration tokens to use; 0: 2048 */
     const char *calib_path;         /* calibration text (.txt) or token ids; NULL: none */
     const char *sparse_layers;      /* glob over tensor names to prune; NULL: every linear in blocks */

@@ -3,9 +3,11 @@
 // the AWQ/SmoothQuant folds leaving the float model unchanged, and end to end
 // on stories260K and vit-tiny-in1k: GPTQ and AWQ at q4 g32 closer to the float
 // model (KL of the output distributions on data other than the calibration
-// data) than RTN at q4 g32.
+// data) than RTN at q4 g32; Wanda and SparseGPT N:M pruning wired to the
+// calibration (masks, errors, SparseGPT closer to the float model than magnitude).
 #include <gtest/gtest.h>
 
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include "converter/awq.h"
 #include "converter/gptq.h"
 #include "converter/quantize.h"
+#include "formats/npy.h"
 #include "formats/tern_file.h"
 #include "runtime/image.h"
 #include "tern.h"
@@ -486,6 +489,388 @@ TEST(Vit, GptqAndAwqQ4CloserToFloatThanRtn) {
     printf("vit-tiny q4 g32 KL to float: RTN %.4f, GPTQ %.4f, AWQ %.4f\n", kl[0], kl[1], kl[2]);
     EXPECT_LT(kl[1], kl[0]);
     EXPECT_LT(kl[2], kl[0]);
+    test_remove_tree(tmp);
+}
+
+// The calibration views of an image folder (converter/calib.c): the image,
+// its mirror, then random resized crops. Checked on the patch embedding's
+// input statistics: per input channel (c, py, px) of a 16x16 patch, the
+// mirror's sum of |x| over the 14x14 patches is the original's at
+// (c, py, 15 - px), because 224 / 16 patches mirror onto each other.
+struct PatchStats {
+    uint64_t n = 0;
+    std::vector<double> sum_abs;
+};
+
+tern_status record_patch_stats(void *user, tern_calib_stage *stage, tern_error *) {
+    auto *out = static_cast<PatchStats *>(user);
+    if (stage->index != 0 || stage->n_linears == 0) return TERN_OK;
+    const tern_calib_stats *st = stage->linears[0].stats;
+    out->n = st->n;
+    out->sum_abs.assign(st->sum_abs, st->sum_abs + st->cols);
+    return TERN_OK;
+}
+
+TEST(Vit, CalibrationViewsMirrorAndCrop) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model runs: native and sanitizer runs only";
+    const std::string dir = test_shared_path("models/vit-tiny-in1k"), tmp = test_temp_dir();
+    const std::string calib = tmp + "/calib";
+    ASSERT_EQ(mkdir((tmp + "/calib").c_str(), 0755), 0);
+    ASSERT_EQ(symlink((dir + "/images/kiwi.jpg").c_str(), (tmp + "/calib/kiwi.jpg").c_str()), 0);
+    ASSERT_EQ(convert(dir, tmp + "/f32.tern", TERN_WEIGHTS_F32, 0, ""), TERN_OK);
+    PatchStats s[3];
+    for (uint32_t v = 1; v <= 3; v++) {
+        tern_calib_options o;
+        memset(&o, 0, sizeof o);
+        o.data_path = calib.c_str();
+        o.max_tokens = 1; // one image
+        o.image_views = v;
+        o.n_threads = 1;
+        tern_error err = {};
+        ASSERT_EQ(tern_calib_run((tmp + "/f32.tern").c_str(), &o, record_patch_stats, &s[v - 1], &err), TERN_OK)
+            << err.message;
+    }
+    const size_t p = 16, cols = 3 * p * p;
+    ASSERT_EQ(s[0].sum_abs.size(), cols);
+    ASSERT_GT(s[0].n, 0u);
+    EXPECT_EQ(s[1].n, 2 * s[0].n);
+    EXPECT_EQ(s[2].n, 3 * s[0].n);
+    double worst = 0, crop_diff = 0, total = 0;
+    for (size_t c = 0; c < 3; c++)
+        for (size_t y = 0; y < p; y++)
+            for (size_t x = 0; x < p; x++) {
+                const size_t i = (c * p + y) * p + x, m = (c * p + y) * p + (p - 1 - x);
+                const double want = s[0].sum_abs[i] + s[0].sum_abs[m];
+                worst = std::max(worst, std::fabs(s[1].sum_abs[i] - want) / want);
+                crop_diff += std::fabs((s[2].sum_abs[i] - s[1].sum_abs[i]) - s[0].sum_abs[i]);
+                total += s[0].sum_abs[i];
+            }
+    EXPECT_LT(worst, 1e-5);
+    // The crop is another image: its statistics are not the original's.
+    EXPECT_GT(crop_diff / total, 0.02);
+    test_remove_tree(tmp);
+}
+
+// ---- Pruning with calibration (Wanda, SparseGPT; docs/sparsity.md) ------------------------
+
+tern_status convert_sparse(const std::string &src, const std::string &dst, tern_weight_type weights, int prune,
+                           const std::string &calib, const char *tokenizer = nullptr, uint32_t calib_tokens = 0,
+                           tern_error *err = nullptr, int method = TERN_METHOD_RTN) {
+    tern_convert_options o;
+    tern_convert_options_default(&o);
+    o.weights = weights;
+    o.group_size = 32;
+    o.method = (uint8_t)method;
+    o.prune = (uint8_t)prune;
+    o.sparse_n = 2;
+    o.sparse_m = 4;
+    o.row_major = 1; // INDEX planes as format 7.3 lays them out, for mask_of
+    o.calib_path = calib.empty() ? nullptr : calib.c_str();
+    o.calib_tokens = calib_tokens;
+    o.tokenizer_path = tokenizer;
+    tern_error local = {};
+    tern_status st = tern_convert(src.c_str(), dst.c_str(), &o, err ? err : &local);
+    if (st != TERN_OK && !err) ADD_FAILURE() << dst << ": " << local.message;
+    return st;
+}
+
+// The kept positions of a row-major 2:4 tensor, [rows][cols] 0/1, read from
+// its INDEX plane (format 7.3: 2-bit positions, LSB first, a row padded to a
+// byte); fails the test unless each block keeps 2 distinct, ascending positions.
+std::vector<uint8_t> mask_of(const tern_tensor_view &v) {
+    const size_t rows = v.desc.dims[0], cols = v.desc.dims[1], stored = cols / 2, row_bytes = (stored * 2 + 7) / 8;
+    std::vector<uint8_t> mask(rows * cols, 0);
+    const uint8_t *ix = (const uint8_t *)v.planes[TERN_PLANE_INDEX];
+    EXPECT_EQ(v.plane_sizes[TERN_PLANE_INDEX], rows * row_bytes);
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < cols / 4; b++) {
+            unsigned pos[2];
+            for (unsigned k = 0; k < 2; k++) {
+                const size_t bit = (b * 2 + k) * 2;
+                pos[k] = (ix[r * row_bytes + bit / 8] >> (bit % 8)) & 3u;
+                mask[r * cols + b * 4 + pos[k]] = 1;
+            }
+            if (pos[0] >= pos[1]) {
+                ADD_FAILURE() << "row " << r << " block " << b << ": positions " << pos[0] << ", " << pos[1];
+                return mask;
+            }
+        }
+    return mask;
+}
+
+// Every matrix in the blocks whose columns divide by 4 is 2:4 sparse with a
+// valid index; token_embd and output are dense.
+void expect_sparse_blocks(const std::string &path) {
+    tern_file f;
+    tern_error err = {};
+    ASSERT_EQ(tern_file_open(path.c_str(), 1, &f, &err), TERN_OK) << err.message;
+    size_t sparse = 0;
+    for (uint32_t i = 0; i < f.n_tensors; i++) {
+        tern_tensor_view v;
+        tern_file_tensor_view(&f, i, &v);
+        const std::string name(v.name, v.name_length);
+        if (v.desc.ndim != 2) continue;
+        if (name.rfind("blk.", 0) == 0 && v.desc.dims[1] % 4 == 0) {
+            EXPECT_EQ(v.desc.sparse_n, 2) << name;
+            EXPECT_EQ(v.desc.sparse_m, 4) << name;
+            if (v.desc.sparse_m == 4) mask_of(v), sparse++;
+        } else if (name.rfind("blk.", 0) != 0) {
+            EXPECT_EQ(v.desc.sparse_m, 0) << name;
+        }
+    }
+    EXPECT_GT(sparse, 0u);
+    tern_file_close(&f);
+}
+
+bool all_finite(const std::vector<float> &v) {
+    return std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); });
+}
+
+// Fraction of rows whose argmax agrees.
+double top1_agreement(const std::vector<float> &a, const std::vector<float> &b, size_t v) {
+    size_t same = 0, rows = a.size() / v;
+    for (size_t r = 0; r < rows; r++)
+        same += std::max_element(a.begin() + r * v, a.begin() + (r + 1) * v) - (a.begin() + r * v) ==
+                std::max_element(b.begin() + r * v, b.begin() + (r + 1) * v) - (b.begin() + r * v);
+    return (double)same / rows;
+}
+
+TEST_F(Stories, SparseGptBeatsMagnitudeAt2to4) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
+    const std::string src = dir_ + "/stories260K.bin", calib = tmp_ + "/calib.ids";
+    const int prunes[3] = {TERN_PRUNE_MAGNITUDE, TERN_PRUNE_WANDA, TERN_PRUNE_SPARSEGPT};
+    const char *names[3] = {"magnitude", "wanda", "sparsegpt"};
+    double kl[3];
+    for (int i = 0; i < 3; i++) {
+        const std::string out = tmp_ + "/s24-" + names[i] + ".tern";
+        ASSERT_EQ(convert_sparse(src, out, TERN_WEIGHTS_Q8, prunes[i], i ? calib : "", tok_.c_str()), TERN_OK);
+        expect_sparse_blocks(out);
+        Model m(out);
+        std::vector<float> got = m.logits(eval_);
+        ASSERT_TRUE(all_finite(got)) << names[i];
+        kl[i] = mean_kl(base_, got, m.vocab());
+    }
+    printf("stories260K 2:4 q8 KL to float (eval tokens not in the calibration): magnitude %.4f, wanda %.4f, "
+           "sparsegpt %.4f\n",
+           kl[0], kl[1], kl[2]);
+    EXPECT_TRUE(std::isfinite(kl[1]) && kl[1] > 0.0);
+    EXPECT_LT(kl[2], kl[0]);
+}
+
+// Wanda's mask of blk.0.attn_q from the norms of its input computed here:
+// block 0 reads RMSNorm(embedding) of the calibration tokens (windows of 512
+// from the .ids file, a BOS in front of each window that does not start with one).
+TEST_F(Stories, WandaMaskFromInputNorms) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
+    const std::string out = tmp_ + "/wanda-f16.tern";
+    ASSERT_EQ(convert_sparse(dir_ + "/stories260K.bin", out, TERN_WEIGHTS_F16, TERN_PRUNE_WANDA, tmp_ + "/calib.ids",
+                             tok_.c_str()),
+              TERN_OK);
+    std::vector<int32_t> ids;
+    {
+        std::vector<unsigned char> text = test_read_file(tmp_ + "/calib.ids");
+        std::string t(text.begin(), text.end());
+        size_t at = 0;
+        while (at < t.size()) {
+            size_t end = t.find(' ', at);
+            if (end == std::string::npos) end = t.size();
+            if (end > at) ids.push_back(std::stoi(t.substr(at, end - at)));
+            at = end + 1;
+        }
+    }
+    std::vector<int32_t> tokens;
+    for (size_t used = 0; used < ids.size();) {
+        size_t room = 512, start = tokens.size();
+        if (ids[used] != 1) tokens.push_back(1), room--;
+        const size_t take = std::min(room, ids.size() - used);
+        tokens.insert(tokens.end(), ids.begin() + used, ids.begin() + used + take);
+        used += take;
+        if (tokens.size() - start < 2) tokens.resize(start);
+    }
+    tern_file f32, sp;
+    tern_error err = {};
+    ASSERT_EQ(tern_file_open((tmp_ + "/f32.tern").c_str(), 0, &f32, &err), TERN_OK);
+    ASSERT_EQ(tern_file_open(out.c_str(), 0, &sp, &err), TERN_OK);
+    tern_tensor_view emb, norm, wq, pq;
+    ASSERT_EQ(tern_file_get_tensor(&f32, "token_embd.weight", &emb, &err), TERN_OK);
+    ASSERT_EQ(tern_file_get_tensor(&f32, "blk.0.attn_norm.weight", &norm, &err), TERN_OK);
+    ASSERT_EQ(tern_file_get_tensor(&f32, "blk.0.attn_q.weight", &wq, &err), TERN_OK);
+    ASSERT_EQ(tern_file_get_tensor(&sp, "blk.0.attn_q.weight", &pq, &err), TERN_OK);
+    const size_t dim = emb.desc.dims[1], rows = wq.desc.dims[0];
+    ASSERT_EQ(wq.desc.dims[1], dim);
+    const float *e = (const float *)emb.planes[0], *g = (const float *)norm.planes[0], *w = (const float *)wq.planes[0];
+    std::vector<double> sq(dim, 0.0);
+    for (int32_t t : tokens) {
+        double ms = 0;
+        for (size_t c = 0; c < dim; c++) ms += (double)e[t * dim + c] * e[t * dim + c];
+        const double inv = 1.0 / std::sqrt(ms / dim + 1e-5);
+        for (size_t c = 0; c < dim; c++) {
+            const double x = e[t * dim + c] * inv * g[c];
+            sq[c] += x * x;
+        }
+    }
+    std::vector<uint8_t> mask = mask_of(pq);
+    size_t differ = 0, blocks = rows * dim / 4;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < dim / 4; b++) {
+            double s[4];
+            for (int j = 0; j < 4; j++) s[j] = std::fabs(w[r * dim + b * 4 + j]) * std::sqrt(sq[b * 4 + j]);
+            int order[4] = {0, 1, 2, 3};
+            std::sort(order, order + 4, [&](int a, int c) { return s[a] > s[c] || (s[a] == s[c] && a < c); });
+            bool same = true;
+            for (int j = 0; j < 4; j++) same &= mask[r * dim + b * 4 + j] == (j == order[0] || j == order[1]);
+            differ += !same;
+        }
+    // The runtime's RMSNorm rounds in float: a near tie may fall the other way.
+    EXPECT_LE(differ, blocks / 100) << differ << " of " << blocks << " blocks differ from |W| * ||X||";
+    // ... and it is not magnitude's mask.
+    size_t vs_magnitude = 0;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t b = 0; b < dim / 4; b++) {
+            int order[4] = {0, 1, 2, 3};
+            const float *wb = w + r * dim + b * 4;
+            std::sort(order, order + 4, [&](int a, int c) {
+                return std::fabs(wb[a]) > std::fabs(wb[c]) || (std::fabs(wb[a]) == std::fabs(wb[c]) && a < c);
+            });
+            for (int j = 0; j < 4; j++)
+                if (mask[r * dim + b * 4 + j] != (j == order[0] || j == order[1])) {
+                    vs_magnitude++;
+                    break;
+                }
+        }
+    EXPECT_GT(vs_magnitude, blocks / 20);
+    tern_file_close(&f32);
+    tern_file_close(&sp);
+}
+
+TEST_F(Stories, PruneErrors) {
+    tern_error err = {};
+    const std::string src = dir_ + "/stories260K.bin", out = tmp_ + "/pe.tern", calib = tmp_ + "/calib.ids";
+    EXPECT_EQ(convert_sparse(src, out, TERN_WEIGHTS_Q8, TERN_PRUNE_WANDA, "", tok_.c_str(), 0, &err),
+              TERN_ERR_INVALID_ARG);
+    EXPECT_NE(std::string(err.message).find("--calib"), std::string::npos) << err.message;
+    EXPECT_EQ(convert_sparse(src, out, TERN_WEIGHTS_Q8, TERN_PRUNE_SPARSEGPT, "", tok_.c_str(), 0, &err),
+              TERN_ERR_INVALID_ARG);
+    EXPECT_NE(std::string(err.message).find("sparsegpt"), std::string::npos) << err.message;
+    EXPECT_EQ(convert_sparse(src, out, TERN_WEIGHTS_Q8, TERN_PRUNE_SPARSEGPT, calib, tok_.c_str(), 0, &err,
+                             TERN_METHOD_AWQ),
+              TERN_ERR_INVALID_ARG);
+    EXPECT_EQ(convert_sparse(src, out, TERN_WEIGHTS_Q8, TERN_PRUNE_WANDA, tmp_ + "/missing.txt", tok_.c_str(), 0,
+                             &err),
+              TERN_ERR_IO);
+    struct stat sb;
+    EXPECT_NE(stat(out.c_str(), &sb), 0);
+    // The CLI: --prune sparsegpt without --calib is refused with a message; with it, converted.
+    TestCliRun r = test_run_tern("convert " + src + " --tokenizer " + tok_ + " -o " + out +
+                                     " --weights q8 --sparsity 2:4 --prune sparsegpt",
+                                 true);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.out.find("--calib"), std::string::npos) << r.out;
+    r = test_run_tern("convert " + src + " --tokenizer " + tok_ + " -o " + out +
+                          " --weights q4 --sparsity 2:4 --prune sparsegpt --calib " + calib + " --calib-tokens 256",
+                      true);
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(stat(out.c_str(), &sb), 0);
+}
+
+// Layers --sparse-layers leaves dense follow --method (GPTQ here): dense Q4
+// planes for them, 2:4 for the pruned ones.
+TEST_F(Stories, SparseLayersAndGptq) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
+    tern_convert_options o;
+    tern_convert_options_default(&o);
+    const std::string src = dir_ + "/stories260K.bin", out = tmp_ + "/mix.tern", calib = tmp_ + "/calib.ids";
+    o.weights = TERN_WEIGHTS_Q4;
+    o.method = TERN_METHOD_GPTQ;
+    o.prune = TERN_PRUNE_SPARSEGPT;
+    o.sparse_n = 2;
+    o.sparse_m = 4;
+    o.sparse_layers = "blk.*.ffn_*";
+    o.calib_path = calib.c_str();
+    o.calib_tokens = 512;
+    o.tokenizer_path = tok_.c_str();
+    tern_error err = {};
+    ASSERT_EQ(tern_convert(src.c_str(), out.c_str(), &o, &err), TERN_OK) << err.message;
+    tern_file f;
+    ASSERT_EQ(tern_file_open(out.c_str(), 1, &f, &err), TERN_OK) << err.message;
+    tern_tensor_view v;
+    ASSERT_EQ(tern_file_get_tensor(&f, "blk.2.ffn_gate.weight", &v, &err), TERN_OK);
+    EXPECT_EQ(v.desc.sparse_m, 4);
+    ASSERT_EQ(tern_file_get_tensor(&f, "blk.2.attn_q.weight", &v, &err), TERN_OK);
+    EXPECT_EQ(v.desc.sparse_m, 0);
+    EXPECT_EQ(v.desc.encoding, TERN_ENC_Q4);
+    tern_file_close(&f);
+    Model m(out);
+    std::vector<float> got = m.logits(eval_);
+    EXPECT_TRUE(all_finite(got));
+    const double kl = mean_kl(base_, got, m.vocab());
+    printf("stories260K ffn 2:4 sparsegpt + attention gptq q4: KL %.4f\n", kl);
+    EXPECT_TRUE(std::isfinite(kl));
+}
+
+TEST(Vit, SparseGptBeatsMagnitudeAt2to4) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
+    const std::string dir = test_shared_path("models/vit-tiny-in1k"), tmp = test_temp_dir();
+    // Calibration: three images without an ImageNet label, preprocessed into a
+    // .npy (which calib.c only mirrors: 6 views, 12 sequential passes stay
+    // short); evaluation: the 17 labelled ones.
+    const char *calib_names[] = {"apple.jpg", "cheetah.jpg", "tench.jpg"};
+    std::vector<std::string> eval;
+    if (DIR *d = opendir((dir + "/images").c_str())) {
+        while (const dirent *e = readdir(d))
+            if (std::strncmp(e->d_name, "n0", 2) == 0) eval.push_back(dir + "/images/" + e->d_name);
+        closedir(d);
+    }
+    std::sort(eval.begin(), eval.end());
+    ASSERT_EQ(eval.size(), 17u);
+    ASSERT_EQ(convert(dir, tmp + "/f32.tern", TERN_WEIGHTS_F32, 0, ""), TERN_OK);
+    Model f(tmp + "/f32.tern");
+    tern_image_config ic;
+    ASSERT_EQ(tern_model_image_config(f.m, &ic), TERN_OK);
+    const size_t per = (size_t)ic.channels * ic.height * ic.width, n = eval.size();
+    std::vector<float> pixels(n * per);
+    for (size_t i = 0; i < n; i++) {
+        tern_image img;
+        tern_error err = {};
+        ASSERT_EQ(tern_image_load(eval[i].c_str(), &img, &err), TERN_OK);
+        ASSERT_EQ(tern_image_preprocess(&img, &ic, pixels.data() + i * per, &err), TERN_OK);
+        tern_image_free(&img);
+    }
+    std::vector<float> base = f.classify(pixels, n);
+    {
+        std::vector<float> cal(3 * per);
+        for (size_t i = 0; i < 3; i++) {
+            tern_image img;
+            tern_error err = {};
+            ASSERT_EQ(tern_image_load((dir + "/images/" + calib_names[i]).c_str(), &img, &err), TERN_OK);
+            ASSERT_EQ(tern_image_preprocess(&img, &ic, cal.data() + i * per, &err), TERN_OK);
+            tern_image_free(&img);
+        }
+        const uint64_t shape[4] = {3, ic.channels, ic.height, ic.width};
+        tern_error err = {};
+        ASSERT_EQ(tern_npy_write_f32((tmp + "/calib.npy").c_str(), cal.data(), 4, shape, &err), TERN_OK);
+    }
+    // Wanda's sanity is checked on stories260K; here the two that the issue
+    // compares. Q8 values: the 2:4 tiles then run the SIMD integer kernels
+    // (sparse F16 has only the ref kernel, 17 x 197 tokens took a minute).
+    const int prunes[2] = {TERN_PRUNE_MAGNITUDE, TERN_PRUNE_SPARSEGPT};
+    const char *names[2] = {"magnitude", "sparsegpt"};
+    double kl[2], top1[2];
+    for (int i = 0; i < 2; i++) {
+        const std::string out = tmp + "/s24-" + names[i] + ".tern";
+        ASSERT_EQ(convert_sparse(dir, out, TERN_WEIGHTS_Q8, prunes[i], i ? tmp + "/calib.npy" : ""), TERN_OK);
+        expect_sparse_blocks(out);
+        Model m(out);
+        std::vector<float> got = m.classify(pixels, n);
+        ASSERT_TRUE(all_finite(got)) << names[i];
+        kl[i] = mean_kl(base, got, m.vocab());
+        top1[i] = top1_agreement(base, got, m.vocab());
+    }
+    printf("vit-tiny 2:4 q8 on %zu images not calibrated on: KL magnitude %.4f, sparsegpt %.4f; top-1 "
+           "agreement %.3f, %.3f\n",
+           n, kl[0], kl[1], top1[0], top1[1]);
+    EXPECT_LT(kl[1], kl[0]);
+    EXPECT_GE(top1[1], top1[0]);
     test_remove_tree(tmp);
 }
 

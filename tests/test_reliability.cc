@@ -898,6 +898,71 @@ TEST(SigkillDuringConvert, LiveTemporaryFilesAreKept) {
     test_remove_tree(dir);
 }
 
+// A calibrated conversion killed while its float copy ("<out>.calib-PID.tern",
+// or the writer's temporary file of it) exists leaves it behind; the next
+// conversion of the same output removes it, and keeps the copies of live
+// processes and look-alike names.
+TEST(SigkillDuringConvert, CalibrationCopyIsCleanedByTheNextConversion) {
+    if (test_emulated()) GTEST_SKIP() << "calibration under qemu is slow; the cleaning is not architecture-specific";
+    std::string dir = test_temp_dir();
+    const std::string out = dir + "/out.tern";
+    const std::string s = test_shared_path("models/stories260K");
+    // 16384 calibration tokens: the calibration, with the copy on disk, lasts long enough to be hit.
+    std::string ids;
+    for (int i = 0; i < 16384; i++) ids += std::to_string(3 + (i * 7919) % 509) + " ";
+    ASSERT_TRUE(test_write_file(dir + "/calib.ids", ids.data(), ids.size()));
+    const std::string args = "convert " + s + "/stories260K.bin --tokenizer " + s + "/tok512.bin -o " + out +
+                             " --weights q8 --sparsity 2:4 --prune sparsegpt --calib " + dir +
+                             "/calib.ids --calib-tokens 16384";
+    auto calib_files = [&] {
+        std::vector<std::string> v;
+        for (const std::string &n : list_dir(dir))
+            if (n.find(".calib-") != std::string::npos) v.push_back(n);
+        return v;
+    };
+    pid_t pid = spawn_tern(args);
+    ASSERT_GT(pid, 0);
+    // Kill it once the float copy is there (calibration runs for most of the conversion).
+    const double t0 = now_s();
+    bool seen = false;
+    while (!seen && now_s() - t0 < 60) {
+        for (const std::string &n : calib_files())
+            if (n.find(".tmp.") == std::string::npos) seen = true;
+        if (!seen) usleep(2000);
+    }
+    kill(pid, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(seen) << "the conversion never wrote its float copy";
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the conversion ended before the kill";
+    ASSERT_EQ(calib_files().size(), 1u) << "the killed conversion left no float copy: nothing to test";
+    // A dead process's writer temp of a copy, a live process's copy (this
+    // test's own pid), and names that only look similar.
+    pid_t dead = fork();
+    if (dead == 0) _exit(0);
+    ASSERT_EQ(waitpid(dead, &status, 0), dead);
+    const std::string dead_tmp = out + ".calib-" + std::to_string(dead) + ".tern.tmp.Ab12Cd";
+    const std::string live = out + ".calib-" + std::to_string(getpid()) + ".tern";
+    const std::string other = dir + "/other.tern.calib-" + std::to_string(dead) + ".tern";
+    const std::string odd = out + ".calib-" + std::to_string(dead) + ".ternx";
+    for (const std::string *f : {&dead_tmp, &live, &other, &odd}) ASSERT_TRUE(test_write_file(*f, "x", 1));
+
+    pid = spawn_tern(args + " --calib-tokens 128"); // the last --calib-tokens counts: a quick one
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << args;
+    struct stat st;
+    EXPECT_EQ(stat(out.c_str(), &st), 0);
+    std::vector<std::string> left = calib_files();
+    std::sort(left.begin(), left.end());
+    std::vector<std::string> expected = {"other.tern.calib-" + std::to_string(dead) + ".tern",
+                                         "out.tern.calib-" + std::to_string(dead) + ".ternx",
+                                         "out.tern.calib-" + std::to_string(getpid()) + ".tern"};
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(left, expected);
+    EXPECT_EQ(count_temp_files(dir, "out.tern"), 0u);
+    test_remove_tree(dir);
+}
+
 // ---- Address-space limit ------------------------------------------------------------------
 
 struct ChildRun {
