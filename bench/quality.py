@@ -249,13 +249,14 @@ def rss_table(rows):
     return "\n".join(out) + "\n"
 
 
-def update_doc(doc, body):
+def update_doc(doc, body, begin=BEGIN, end=END, heading="## Quality table"):
+    """Puts body between the markers begin/end of doc (appended under heading when absent)."""
     text = open(doc).read() if os.path.exists(doc) else ""
-    block = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    block = f"{begin}\n{body}{end}"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip("\n") + "\n\n## Quality table\n\n" + block + "\n"
+        text = text.rstrip("\n") + "\n\n" + (heading + "\n\n" if heading else "") + block + "\n"
     with open(doc + ".tmp", "w") as f:
         f.write(text)
     os.replace(doc + ".tmp", doc)

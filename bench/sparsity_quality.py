@@ -101,18 +101,6 @@ def table(m, rows, note):
     return "\n".join(out) + "\n"
 
 
-def update_doc(doc, body):
-    text = open(doc).read()
-    block = f"{BEGIN}\n{body}{END}"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(doc + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(doc + ".tmp", doc)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tern", default=os.path.join(ROOT, "build", "native", "cli", "tern"))
@@ -198,7 +186,7 @@ def main():
     body = "\n".join(doc)
     print(body)
     if a.update_doc:
-        update_doc(a.update_doc, body)
+        quality.update_doc(a.update_doc, body, BEGIN, END, heading=None)
 
 
 if __name__ == "__main__":
