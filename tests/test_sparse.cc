@@ -22,6 +22,7 @@
 #include "kernels/kernels.h"
 #include "kernels/ref/ref.h"
 #include "tern.h"
+#include "tests/test_tiers.h"
 #include "tests/test_util.h"
 
 namespace {
@@ -384,12 +385,6 @@ TEST(SparsePrune, SparseGptJointQuantisation) {
 
 // ---- kernels -----------------------------------------------------------------------
 
-std::vector<tern_isa> AllTiers() {
-    std::vector<tern_isa> tiers;
-    for (int i = 0; i < 64; i++)
-        if (std::strcmp(tern_isa_name((tern_isa)i), "unknown") != 0) tiers.push_back((tern_isa)i);
-    return tiers;
-}
 
 struct Shape {
     size_t rows, cols, m;
@@ -409,18 +404,7 @@ std::vector<Shape> Shapes(const Pattern &p) {
 
 float Sentinel() { return -12345.678f; }
 
-class SparseTier : public ::testing::TestWithParam<tern_isa> {
-  protected:
-    void SetUp() override {
-        const tern_isa isa = GetParam();
-        uint64_t mask = 0;
-        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
-        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
-        tern_kernels_init(&k_, mask);
-        tern_kernels_init(&ref_, TERN_ISA_MASK(TERN_ISA_REF));
-    }
-    tern_kernels k_, ref_;
-};
+class SparseTier : public tern_test::TierVsRefTest {};
 
 // Integer path: bit-exact against the ref, which matches this test's own
 // per-block definition over the decoded dense integers when groups align.
@@ -570,7 +554,7 @@ TEST(SparseModel, ConvertsAndRunsOnEveryTier) {
             ASSERT_TRUE(std::isfinite(x));
             scale = std::max(scale, (double)std::fabs(x));
         }
-        for (tern_isa isa : AllTiers()) {
+        for (tern_isa isa : tern_test::AllTiers()) {
             uint64_t mask = 0;
             ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
             if (tern_isa_best(mask) != isa) continue;
@@ -588,9 +572,6 @@ TEST(SparseModel, ConvertsAndRunsOnEveryTier) {
     fs::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, SparseTier, ::testing::ValuesIn(AllTiers()),
-                         [](const ::testing::TestParamInfo<tern_isa> &info) {
-                             return std::string(tern_isa_name(info.param));
-                         });
+TERN_INSTANTIATE_TIERS(SparseTier);
 
 } // namespace

@@ -22,6 +22,7 @@
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
 #include "tern.h"
+#include "tests/test_tiers.h"
 #include "tests/test_util.h"
 #include "tests/test_planes.h"
 
@@ -170,27 +171,10 @@ TEST(SparseTiles, ConverterOrder) {
 
 // ---- kernels -----------------------------------------------------------------------
 
-std::vector<tern_isa> AllTiers() {
-    std::vector<tern_isa> tiers;
-    for (int i = 0; i < 64; i++)
-        if (std::strcmp(tern_isa_name((tern_isa)i), "unknown") != 0) tiers.push_back((tern_isa)i);
-    return tiers;
-}
 
 float Sentinel() { return -12345.678f; }
 
-class SparseTileTier : public ::testing::TestWithParam<tern_isa> {
-  protected:
-    void SetUp() override {
-        const tern_isa isa = GetParam();
-        uint64_t mask = 0;
-        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
-        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
-        tern_kernels_init(&k_, mask);
-        tern_kernels_init(&ref_, TERN_ISA_MASK(TERN_ISA_REF));
-    }
-    tern_kernels k_, ref_;
-};
+class SparseTileTier : public tern_test::TierVsRefTest {};
 
 struct Shape {
     size_t rows, cols;
@@ -277,10 +261,7 @@ TEST_P(SparseTileTier, LinearFloatSameAsRows) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tiers, SparseTileTier, ::testing::ValuesIn(AllTiers()),
-                         [](const ::testing::TestParamInfo<tern_isa> &info) {
-                             return std::string(tern_isa_name(info.param));
-                         });
+TERN_INSTANTIATE_TIERS(SparseTileTier);
 
 // ---- end to end: a 2:4 tiled model and its row-major twin ---------------------------
 
@@ -324,7 +305,7 @@ TEST(SparseTilesModel, SameLogitsAsRowMajor) {
             EXPECT_EQ(v.desc.layout, rows ? TERN_LAYOUT_ROW_MAJOR : TERN_LAYOUT_ROW_INTERLEAVED);
             tern_file_close(&f);
         }
-        for (tern_isa isa : AllTiers()) {
+        for (tern_isa isa : tern_test::AllTiers()) {
             uint64_t mask = 0;
             ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
             if (tern_isa_best(mask) != isa) continue;

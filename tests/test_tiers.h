@@ -50,6 +50,21 @@ class TierTest : public ::testing::TestWithParam<tern_isa> {
     tern_kernels k_;
 };
 
+// Fixture base for suites that check every tier the CPU has against the ref
+// table (k_ against ref_), a tier repeating the one below included.
+class TierVsRefTest : public ::testing::TestWithParam<tern_isa> {
+  protected:
+    void SetUp() override {
+        const tern_isa isa = GetParam();
+        uint64_t mask = 0;
+        ASSERT_EQ(tern_isa_mask_parse(tern_isa_name(isa), &mask), TERN_OK);
+        if (tern_isa_best(mask) != isa) GTEST_SKIP() << "this CPU lacks " << tern_isa_name(isa);
+        tern_kernels_init(&k_, mask);
+        tern_kernels_init(&ref_, TERN_ISA_MASK(TERN_ISA_REF));
+    }
+    tern_kernels k_, ref_;
+};
+
 } // namespace tern_test
 
 #define TERN_INSTANTIATE_TIERS(suite)                                                              \
