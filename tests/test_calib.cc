@@ -295,6 +295,19 @@ double mean_kl(const std::vector<float> &base, const std::vector<float> &model, 
     return sum / rows;
 }
 
+// tern_convert with o and the calibration inputs; without err, a failure is
+// a test failure.
+tern_status convert_with(tern_convert_options &o, const std::string &src, const std::string &dst,
+                         const std::string &calib, const char *tokenizer, uint32_t calib_tokens, tern_error *err) {
+    o.calib_path = calib.empty() ? nullptr : calib.c_str();
+    o.calib_tokens = calib_tokens;
+    o.tokenizer_path = tokenizer;
+    tern_error local = {};
+    tern_status st = tern_convert(src.c_str(), dst.c_str(), &o, err ? err : &local);
+    if (st != TERN_OK && !err) ADD_FAILURE() << dst << ": " << local.message;
+    return st;
+}
+
 tern_status convert(const std::string &src, const std::string &dst, tern_weight_type weights, int method,
                     const std::string &calib, const char *tokenizer = nullptr, tern_error *err = nullptr,
                     uint32_t calib_tokens = 0) {
@@ -303,13 +316,7 @@ tern_status convert(const std::string &src, const std::string &dst, tern_weight_
     o.weights = weights;
     o.group_size = 32;
     o.method = (uint8_t)method;
-    o.calib_path = calib.empty() ? nullptr : calib.c_str();
-    o.calib_tokens = calib_tokens;
-    o.tokenizer_path = tokenizer;
-    tern_error local = {};
-    tern_status st = tern_convert(src.c_str(), dst.c_str(), &o, err ? err : &local);
-    if (st != TERN_OK && !err) ADD_FAILURE() << dst << ": " << local.message;
-    return st;
+    return convert_with(o, src, dst, calib, tokenizer, calib_tokens, err);
 }
 
 // Token streams sampled from the float model (TinyStories-like text).
@@ -565,13 +572,7 @@ tern_status convert_sparse(const std::string &src, const std::string &dst, tern_
     o.sparse_n = 2;
     o.sparse_m = 4;
     o.row_major = 1; // INDEX planes as format 7.3 lays them out, for mask_of
-    o.calib_path = calib.empty() ? nullptr : calib.c_str();
-    o.calib_tokens = calib_tokens;
-    o.tokenizer_path = tokenizer;
-    tern_error local = {};
-    tern_status st = tern_convert(src.c_str(), dst.c_str(), &o, err ? err : &local);
-    if (st != TERN_OK && !err) ADD_FAILURE() << dst << ": " << local.message;
-    return st;
+    return convert_with(o, src, dst, calib, tokenizer, calib_tokens, err);
 }
 
 // The kept positions of a row-major 2:4 tensor, [rows][cols] 0/1, read from
