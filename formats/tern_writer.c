@@ -43,6 +43,7 @@ typedef struct tern_wtensor {
 struct tern_writer {
     int fd;
     int lock_fd;               /* holds an flock on the temporary file until it is renamed */
+    int named;                 /* tmp_path names the temporary file (an O_TMPFILE one has no name at first) */
     char *tmp_path;
     char *dst_path;
     uint64_t pos;              /* bytes written so far (the file's end) */
@@ -135,7 +136,7 @@ static void tern_writer_free(tern_writer *w) {
 
 /* Removes the temporary file (still locked), closes it, frees w. */
 static void tern_writer_discard(tern_writer *w) {
-    if (w->tmp_path) unlink(w->tmp_path);
+    if (w->named) unlink(w->tmp_path);
     if (w->fd >= 0) close(w->fd);
     if (w->lock_fd >= 0) close(w->lock_fd);
     tern_writer_free(w);
@@ -143,20 +144,29 @@ static void tern_writer_discard(tern_writer *w) {
 
 static const char tern_tmp_suffix[] = ".tmp.XXXXXX";
 
+/* The folder part of path ("." for a bare name) into dir[cap]; -1 if too long. */
+static int tern_parent_dir(const char *path, char *dir, size_t cap) {
+    const char *slash = strrchr(path, '/');
+    size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (len + 2 > cap) return -1;
+    if (len == 0) strcpy(dir, ".");
+    else memcpy(dir, path, len), dir[len] = '\0';
+    return 0;
+}
+
 /* A writer killed outright (SIGKILL, power loss) leaves "<dst>.tmp.XXXXXX"
- * behind. A live writer holds an flock on its temporary file from just after
- * creating it until the rename, so one that can be locked belongs to a dead
- * writer. An empty one may be a writer between mkostemp and flock, and is left
- * alone for a minute. Best effort: whatever fails here only leaves a file. */
+ * behind. A live writer holds an flock on its temporary file from before it
+ * has a name (O_TMPFILE, tern_writer_create_unnamed) or from just after
+ * mkostemp until the rename, so one that can be locked belongs to a dead
+ * writer. An empty one may be a mkostemp writer between creating and locking,
+ * and is left alone for a minute. Best effort: whatever fails here only
+ * leaves a file. */
 static void tern_writer_remove_stale(const char *dst_path) {
     const char *slash = strrchr(dst_path, '/');
     const char *base = slash ? slash + 1 : dst_path;
     size_t base_len = strlen(base), suffix_len = sizeof tern_tmp_suffix - 1;
     char dir[PATH_MAX];
-    size_t dir_len = !slash ? 0 : slash == dst_path ? 1 : (size_t)(slash - dst_path);
-    if (dir_len >= sizeof dir) return;
-    if (dir_len == 0) strcpy(dir, ".");
-    else memcpy(dir, dst_path, dir_len), dir[dir_len] = '\0';
+    if (tern_parent_dir(dst_path, dir, sizeof dir) != 0) return;
     DIR *d = opendir(dir);
     if (!d) return;
     const struct dirent *e;
@@ -178,6 +188,60 @@ static void tern_writer_remove_stale(const char *dst_path) {
     closedir(d);
 }
 
+/* Mode, hash state and the zero placeholder header of a new temporary file. */
+static tern_status tern_writer_start(tern_writer *w, tern_error *err) {
+    /* mkstemp makes 0600, O_TMPFILE applies the umask; a model file is meant to be shared. */
+    if (fchmod(w->fd, 0644) != 0)
+        return tern_fail(err, TERN_ERR_IO, "%s: chmod: %s", w->tmp_path, strerror(errno));
+    XXH64_reset(w->data_hash, 0);
+    /* Placeholder header; the real one is written last, when offsets are known. */
+    tern_status st = tern_writer_write(w, tern_zeros, TERN_FILE_HEADER_SIZE / 2, 0, err);
+    if (st == TERN_OK) st = tern_writer_write(w, tern_zeros, TERN_FILE_HEADER_SIZE / 2, 0, err);
+    return st;
+}
+
+/* Creates the temporary file without a name (O_TMPFILE), locks it, writes
+ * the placeholder and only then links it as tmp_path: every name
+ * "<dst>.tmp.XXXXXX" is a non-empty file locked by a live writer, so a kill
+ * at any moment leaves nothing tern_writer_remove_stale must wait for.
+ * Returns 1 when done, 0 where the file system, the kernel or a missing
+ * /proc cannot (the caller falls back to mkostemp), -1 when writing the
+ * placeholder failed (*st says why). */
+static int tern_writer_create_unnamed(tern_writer *w, tern_status *st, tern_error *err) {
+#if defined(O_TMPFILE) && defined(__linux__)
+    char dir[PATH_MAX], proc[64];
+    if (tern_parent_dir(w->dst_path, dir, sizeof dir) != 0) return 0;
+    w->fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0644);
+    if (w->fd < 0) return 0;
+    if (flock(w->fd, LOCK_EX | LOCK_NB) != 0 || (w->lock_fd = dup(w->fd)) < 0) goto fall_back;
+    if ((*st = tern_writer_start(w, err)) != TERN_OK) return -1;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->fd);
+    static const char letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    char *x = w->tmp_path + strlen(w->tmp_path) - 6;
+    for (uint32_t attempt = 0; attempt < 64; attempt++) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t seed[4] = {(uint64_t)getpid(), (uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, attempt};
+        uint64_t r = XXH64(seed, sizeof seed, (uint64_t)(uintptr_t)w);
+        for (int i = 0; i < 6; i++, r >>= 6) x[i] = letters[r & 63];
+        if (linkat(AT_FDCWD, proc, AT_FDCWD, w->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
+            w->named = 1;
+            return 1;
+        }
+        if (errno != EEXIST) break;
+    }
+fall_back:
+    close(w->fd);
+    if (w->lock_fd >= 0) close(w->lock_fd);
+    w->fd = w->lock_fd = -1;
+    w->pos = 0;
+    memcpy(w->tmp_path + strlen(w->tmp_path) - 6, "XXXXXX", 6);
+#else
+    (void)w, (void)st, (void)err;
+#endif
+    return 0;
+}
+
 tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error *err) {
     if (!dst_path || !out || !*dst_path)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "tern_writer_open: NULL or empty argument");
@@ -190,8 +254,6 @@ tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error
     w->tmp_path = malloc(len + sizeof tern_tmp_suffix);
     w->data_hash = XXH64_createState();
     if (!w->dst_path || !w->tmp_path || !w->data_hash) {
-        free(w->tmp_path);
-        w->tmp_path = NULL; /* nothing to unlink yet */
         tern_writer_free(w);
         return tern_fail(err, TERN_ERR_NO_MEMORY, "no memory for a writer");
     }
@@ -199,40 +261,38 @@ tern_status tern_writer_open(const char *dst_path, tern_writer **out, tern_error
     memcpy(w->tmp_path, dst_path, len);
     memcpy(w->tmp_path + len, tern_tmp_suffix, sizeof tern_tmp_suffix);
     tern_writer_remove_stale(dst_path);
-    w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
-    if (w->fd < 0) {
-        tern_status st = tern_fail(err, TERN_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
-        free(w->tmp_path);
-        w->tmp_path = NULL;
-        tern_writer_free(w);
-        return st;
-    }
-    /* The lock marks the file as alive for tern_writer_remove_stale. It sits
-     * on a second descriptor so that it outlasts the checked close of w->fd
-     * until the rename; where flock is unsupported, no writer removes anything. */
-    w->lock_fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC);
-    if (w->lock_fd < 0) {
-        tern_status st = tern_fail(err, TERN_ERR_IO, "%s: cannot reopen: %s", w->tmp_path, strerror(errno));
+    tern_status st = TERN_OK;
+    int unnamed = tern_writer_create_unnamed(w, &st, err);
+    if (unnamed < 0) {
         tern_writer_discard(w);
         return st;
     }
-    if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        close(w->lock_fd);
-        w->lock_fd = -1;
-    }
-    /* mkstemp makes 0600; a model file is meant to be shared. */
-    if (fchmod(w->fd, 0644) != 0) {
-        tern_status st = tern_fail(err, TERN_ERR_IO, "%s: chmod: %s", w->tmp_path, strerror(errno));
-        tern_writer_discard(w);
-        return st;
-    }
-    XXH64_reset(w->data_hash, 0);
-    /* Placeholder header; the real one is written last, when offsets are known. */
-    tern_status st = tern_writer_write(w, tern_zeros, TERN_FILE_HEADER_SIZE / 2, 0, err);
-    if (st == TERN_OK) st = tern_writer_write(w, tern_zeros, TERN_FILE_HEADER_SIZE / 2, 0, err);
-    if (st != TERN_OK) {
-        tern_writer_discard(w);
-        return st;
+    if (unnamed == 0) {
+        w->fd = mkostemp(w->tmp_path, O_CLOEXEC);
+        if (w->fd < 0) {
+            st = tern_fail(err, TERN_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
+            tern_writer_free(w);
+            return st;
+        }
+        w->named = 1;
+        /* The lock marks the file as alive for tern_writer_remove_stale. It sits
+         * on a second descriptor so that it outlasts the checked close of w->fd
+         * until the rename; where flock is unsupported, no writer removes anything. */
+        w->lock_fd = open(w->tmp_path, O_RDONLY | O_CLOEXEC);
+        if (w->lock_fd < 0) {
+            st = tern_fail(err, TERN_ERR_IO, "%s: cannot reopen: %s", w->tmp_path, strerror(errno));
+            tern_writer_discard(w);
+            return st;
+        }
+        if (flock(w->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            close(w->lock_fd);
+            w->lock_fd = -1;
+        }
+        st = tern_writer_start(w, err);
+        if (st != TERN_OK) {
+            tern_writer_discard(w);
+            return st;
+        }
     }
     *out = w;
     return TERN_OK;
@@ -529,11 +589,8 @@ static tern_status tern_sync_parent(const char *path, tern_error *err) {
     /* No allocation: this runs after the rename, when failing for want of
      * memory would report an error for a file already in place. */
     char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-    size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
-    if (len >= sizeof dir) return tern_fail(err, TERN_ERR_IO, "%s: folder name too long to sync", path);
-    if (len == 0) strcpy(dir, ".");
-    else memcpy(dir, path, len), dir[len] = '\0';
+    if (tern_parent_dir(path, dir, sizeof dir) != 0)
+        return tern_fail(err, TERN_ERR_IO, "%s: folder name too long to sync", path);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     tern_status st = TERN_OK;
     if (fd < 0) {
