@@ -43,17 +43,6 @@
 #include "tern.h"
 #include "tests/test_util.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define TERN_TEST_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define TERN_TEST_SANITIZED 1
-#endif
-#endif
-#ifndef TERN_TEST_SANITIZED
-#define TERN_TEST_SANITIZED 0
-#endif
-
 // ---- The failing allocator ---------------------------------------------------------
 
 namespace alloc_fail {

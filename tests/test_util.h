@@ -46,6 +46,19 @@ inline std::string test_program_command(const std::string &rel) {
 // few end-to-end tests that take minutes there (calibration of whole models,
 // whose arithmetic is the same on every ISA) run natively and under the
 // sanitizers only.
+// Built with ASan or TSan: those runs check memory and races, and the
+// slowest quality tests run at a reduced scale there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TERN_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define TERN_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef TERN_TEST_SANITIZED
+#define TERN_TEST_SANITIZED 0
+#endif
+
 inline bool test_emulated() {
     const char *cpu = std::getenv("QEMU_CPU");
     return cpu && *cpu;
