@@ -350,6 +350,12 @@ typedef struct {
     /* the Hessian task */
     tern_calib_stats *h_stats;
     size_t h_m;
+    /* The residual stream kept between passes: a pass resumes at the block
+     * whose input it holds instead of running the model from the start. */
+    tern_block_window window;
+    float *stream;        /* [rows][d_model], or NULL: every pass runs the whole model */
+    int64_t stream_block; /* the block whose input stream holds, -1: none */
+    size_t rows_per_unit; /* stream rows per calibration token or image (from discovery) */
 } calib_state;
 
 static int cmp_entry(const void *a, const void *b) {
@@ -557,6 +563,7 @@ static void calib_state_free(calib_state *c) {
     free(c->index);
     free(c->tensors);
     free(c->xt);
+    free(c->stream);
     if (c->session) tern_session_destroy(c->session);
     if (c->model) tern_model_close(c->model);
 }
@@ -587,7 +594,13 @@ static tern_status calib_discover(calib_state *c, const calib_data *d, uint32_t 
     tern_calib_options quiet;
     memset(&quiet, 0, sizeof quiet);
     uint64_t done = 0;
+    /* A window over every block counts the stream's rows per unit. */
+    memset(&c->window, 0, sizeof c->window);
+    c->window.end = UINT32_MAX;
+    c->session->window = &c->window;
     tern_status st = run_data(c, &small, n_classes, &quiet, &done, 0, NULL, err);
+    c->session->window = NULL;
+    c->rows_per_unit = c->window.cursor / (d->pixels ? 1 : win[1]);
     c->discovering = 0;
     if (st != TERN_OK) return st;
     if (c->failed) return tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory finding the linear layers");
@@ -687,6 +700,13 @@ tern_status tern_calib_run(const char *model_path, const tern_calib_options *o,
         n_passes++;
         i = j;
     }
+    /* The stream between passes, when it fits the budget. */
+    c.stream_block = -1;
+    if (st == TERN_OK && !o->full_passes) {
+        const size_t units_rows = d.pixels ? d.n_images : d.win_start[d.n_win];
+        const size_t floats = units_rows * c.rows_per_unit * c.model->d_model;
+        if (c.rows_per_unit && floats <= budget / sizeof(float)) c.stream = malloc(floats * sizeof(float));
+    }
     uint64_t done = 0;
     const uint64_t total = n_passes * units;
     for (size_t i = first; st == TERN_OK && i < c.n_linears;) {
@@ -713,7 +733,24 @@ tern_status tern_calib_run(const char *model_path, const tern_calib_options *o,
         else
             snprintf(what, sizeof what, "calibrating stages %u-%u of %u", c.linears[i].stage,
                      c.linears[j - 1].stage, n_stages - 1);
+        /* Stage s is block s - 1 (stage 0: before the blocks). A sequential
+         * pass runs from the stream entering the previous pass's block
+         * (replaced by now) and keeps the stream entering its own, which
+         * its callback replaces next; otherwise the stream at the end. */
+        tern_block_window *w = &c.window;
+        const uint32_t s0 = c.linears[i].stage, s1 = c.linears[j - 1].stage;
+        if (c.stream) {
+            memset(w, 0, sizeof *w);
+            w->resume = s0 >= 1 && c.stream_block >= 0 ? c.stream : NULL;
+            w->begin = w->resume ? (uint32_t)c.stream_block : 0;
+            w->end = s1;
+            w->save = !o->sequential || s0 >= 1 ? c.stream : NULL;
+            w->save_at = o->sequential ? s0 - 1 : s1;
+            if (w->save && w->save_at < w->begin) w->save = NULL;
+            c.session->window = w;
+        }
         if (st == TERN_OK) st = run_data(&c, &d, n_classes, o, &done, total, what, err);
+        c.session->window = NULL;
         if (st == TERN_OK && c.failed) st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory calibrating");
         for (size_t k = i; k < j; k++) {
             tern_calib_stats *gs = &c.groups[c.group_of[k]];
@@ -730,6 +767,12 @@ tern_status tern_calib_run(const char *model_path, const tern_calib_options *o,
                                       c.session->pool, c.linears + k, e - k};
             st = fn(user, &stage, err);
             k = e;
+        }
+        if (c.stream) {
+            c.stream_block = w->save ? (int64_t)w->save_at : -1;
+            /* A stream saved after the pass's blocks predates their replacements. */
+            for (size_t k = i; k < j && !o->sequential; k++)
+                if (c.linears[k].has_replacement) c.stream_block = -1;
         }
         for (size_t k = i; k < j; k++) {
             c.linears[k].stats = NULL;

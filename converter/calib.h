@@ -84,6 +84,8 @@ typedef struct tern_calib_options {
     uint32_t first_stage;  /* stages below it are not calibrated (no pass, no callback) */
     size_t memory_budget;  /* bytes of statistics per pass when !sequential; 0: 512 MiB */
     uint32_t n_threads;    /* 0: the runtime's default */
+    int full_passes;       /* run every pass from the embedding, not from the stream kept
+                              between passes (the same statistics, slower: for tests) */
     tern_progress_fn progress; /* may be NULL */
     void *progress_user;
 } tern_calib_options;

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "formats/tern_file.h"
 #include "kernels/kernels.h"
@@ -53,10 +54,24 @@ typedef struct tern_qa_buffer {
 typedef const tern_weight *(*tern_linear_observer_fn)(void *user, const tern_weight *w,
                                                       const float *x, size_t m, size_t ldx);
 
+/* A part of the blocks of a Llama-family or ViT forward (converter/calib.c
+ * runs a model a block or two at a time): the residual stream entering a
+ * block is read from `resume` or saved to `save`, rows in the order they are
+ * fed (a token each; ViT: every token of every image). */
+typedef struct tern_block_window {
+    const float *resume; /* non-NULL: no embedding; the stream entering block `begin` */
+    uint32_t begin;      /* with resume: the first block run */
+    uint32_t end;        /* blocks < end run; below n_layer, the forward stops there (no logits) */
+    float *save;         /* non-NULL: the stream entering block save_at (<= end) is copied here */
+    uint32_t save_at;
+    size_t cursor;       /* rows read or saved so far; the caller resets it */
+} tern_block_window;
+
 struct tern_session {
     tern_model *model;
     tern_linear_observer_fn on_linear; /* NULL: none (the normal case) */
     void *on_linear_user;
+    tern_block_window *window;         /* NULL: the whole model (the normal case) */
     pthreadpool_t pool; /* NULL: run on the calling thread */
     uint32_t n_threads;
     uint32_t n_ctx;
@@ -101,6 +116,22 @@ extern const tern_arch_ops tern_vit_ops;
 tern_status tern_tokenizer_from_file(const tern_file *file, tern_tokenizer **out, tern_error *err);
 
 /* ---- Helpers shared by the families (runtime/weights.c, runtime/parallel.c) */
+
+/* The blocks [*first, *end) a forward of s runs (all without a window). */
+static inline void tern_window_blocks(const tern_session *s, uint32_t n_layer, uint32_t *first, uint32_t *end) {
+    const tern_block_window *w = s->window;
+    *first = w && w->resume ? w->begin : 0;
+    *end = w && w->end < n_layer ? w->end : n_layer;
+}
+
+/* Copies the stream x (rows x width) into the window's save rows when it
+ * enters block `block` and that is the block to save. */
+static inline void tern_window_save(const tern_session *s, uint32_t block, const float *x, size_t rows,
+                                    size_t width) {
+    const tern_block_window *w = s->window;
+    if (w && w->save && w->save_at == block && !(w->resume == w->save && w->begin == block))
+        memcpy(w->save + w->cursor * width, x, rows * width * sizeof *x);
+}
 
 /* Binds a 2-D weight [rows][cols] named `name`, checking its shape and that the
  * kernel table has a linear kernel for its encoding. */

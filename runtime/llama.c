@@ -252,8 +252,12 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
     const size_t pos0 = s->n_pos, ctx = s->n_ctx;
     const tern_rope_fn rope = lm->rope_layout == 0 ? k->rope_half : k->rope_interleaved;
 
+    uint32_t block0, block_end;
+    tern_window_blocks(s, lm->n_layer, &block0, &block_end);
+    const int resumed = s->window && s->window->resume;
+    if (resumed) memcpy(st->x, s->window->resume + s->window->cursor * d, n * d * sizeof *st->x);
     for (size_t t = 0; t < n; t++) {
-        tern_weight_row_f32(&lm->token_embd, (size_t)tokens[t], st->x + t * d);
+        if (!resumed) tern_weight_row_f32(&lm->token_embd, (size_t)tokens[t], st->x + t * d);
         for (size_t j = 0; j < half; j++) {
             const double angle = (double)(pos0 + t) * lm->inv_freq[j];
             st->rope_cos[t * half + j] = (float)cos(angle);
@@ -274,7 +278,8 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
     };
     const size_t esize = kv_elem_size(s->kv_type);
 
-    for (uint32_t l = 0; l < lm->n_layer; l++) {
+    for (uint32_t l = block0; l < block_end; l++) {
+        tern_window_save(s, l, st->x, n, d);
         const llama_layer *L = &lm->layers[l];
         const size_t layer_at = (size_t)l * lm->n_head_kv * ctx;
         void *k_cache = (char *)st->k_cache + layer_at * hd * esize;
@@ -312,6 +317,11 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
         k->swiglu(n * lm->d_ff, st->gate, st->up, st->gate);
         tern_parallel_linear(s, n, st->gate, lm->d_ff, &L->w_down, NULL, st->xn, d);
         k->add(n * d, st->x, st->xn, st->x);
+    }
+    if (s->window) {
+        tern_window_save(s, block_end, st->x, n, d);
+        s->window->cursor += n;
+        if (block_end < lm->n_layer) return;
     }
 
     if (mode == TERN_LOGITS_NONE) return;

@@ -302,6 +302,12 @@ static void vit_pass(tern_session *s, const float *pixels, size_t n, float *logi
     const size_t H = vm->image.height, W = vm->image.width, hd = vm->head_dim;
     const size_t np = T - 1, rows = n * T;
 
+    uint32_t block0, block_end;
+    tern_window_blocks(s, vm->n_layer, &block0, &block_end);
+    if (s->window && s->window->resume) {
+        memcpy(st->x, s->window->resume + s->window->cursor * d, rows * d * sizeof *st->x);
+        goto blocks;
+    }
     /* Patches as rows (channel, row, column), like the conv kernel's layout. */
     for (size_t b = 0; b < n; b++) {
         const float *img = pixels + b * C * H * W;
@@ -323,7 +329,9 @@ static void vit_pass(tern_session *s, const float *pixels, size_t n, float *logi
         k->add(T * d, x, vm->pos, x);
     }
 
-    for (uint32_t l = 0; l < vm->n_layer; l++) {
+blocks:
+    for (uint32_t l = block0; l < block_end; l++) {
+        tern_window_save(s, l, st->x, rows, d);
         const vit_layer *L = &vm->layers[l];
         for (size_t t = 0; t < rows; t++)
             k->layernorm(d, st->x + t * d, L->ln1_w, L->ln1_b, vm->norm_eps, st->xn + t * d);
@@ -348,6 +356,11 @@ static void vit_pass(tern_session *s, const float *pixels, size_t n, float *logi
         k->gelu(rows * vm->d_ff, st->ff, st->ff);
         tern_parallel_linear(s, rows, st->ff, vm->d_ff, &L->w_down, L->b_down, st->xn, d);
         k->add(rows * d, st->x, st->xn, st->x);
+    }
+    if (s->window) {
+        tern_window_save(s, block_end, st->x, rows, d);
+        s->window->cursor += rows;
+        if (block_end < vm->n_layer) return;
     }
 
     /* Only the CLS token reaches the classifier. */

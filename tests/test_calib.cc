@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -370,6 +372,71 @@ std::string Stories::dir_, Stories::tmp_, Stories::tok_;
 std::vector<int32_t> Stories::eval_;
 std::vector<float> Stories::base_;
 
+// Statistics of every stage a run calibrates; with `replace`, each linear
+// is replaced by its weights rounded to 1/8 (a stand-in for GPTQ's), so that
+// later stages see changed inputs.
+struct RecordedStats {
+    bool replace = false;
+    std::map<std::string, std::vector<double>> stats; // n, sum_sq, sum_abs, max_abs, hessian
+    std::deque<std::vector<float>> replacements;
+};
+
+tern_status record_stats(void *user, tern_calib_stage *stage, tern_error *) {
+    RecordedStats *r = (RecordedStats *)user;
+    for (size_t i = 0; i < stage->n_linears; i++) {
+        tern_calib_linear *L = &stage->linears[i];
+        const tern_calib_stats *st = L->stats;
+        std::vector<double> &v = r->stats[L->name];
+        v.push_back((double)st->n);
+        v.insert(v.end(), st->sum_sq, st->sum_sq + st->cols);
+        v.insert(v.end(), st->sum_abs, st->sum_abs + st->cols);
+        v.insert(v.end(), st->max_abs, st->max_abs + st->cols);
+        if (st->hessian) v.insert(v.end(), st->hessian, st->hessian + st->cols * st->cols);
+        if (!r->replace) continue;
+        r->replacements.emplace_back(L->weight, L->weight + L->rows * L->cols);
+        for (float &w : r->replacements.back()) w = std::round(w * 8) / 8;
+        memset(&L->replacement, 0, sizeof L->replacement);
+        L->replacement.encoding = TERN_ENC_F32;
+        L->replacement.layout = TERN_LAYOUT_ROW_MAJOR;
+        L->replacement.rows = L->rows;
+        L->replacement.cols = L->cols;
+        L->replacement.values = r->replacements.back().data();
+        L->has_replacement = 1;
+    }
+    return TERN_OK;
+}
+
+// Calibration keeps the residual stream between passes and resumes each pass
+// at the block it holds (converter/calib.c); the statistics must be exactly
+// those of passes that run the whole model, with and without replacements.
+void expect_stream_reuse_exact(const std::string &model, tern_calib_options o, const char *what) {
+    for (int sequential : {1, 0}) {
+        RecordedStats whole, resumed;
+        whole.replace = resumed.replace = sequential;
+        o.sequential = sequential;
+        o.memory_budget = sequential ? 0 : 1; // one stage per pass either way
+        tern_error err = {};
+        o.full_passes = 1;
+        ASSERT_EQ(tern_calib_run(model.c_str(), &o, record_stats, &whole, &err), TERN_OK) << err.message;
+        o.full_passes = 0;
+        ASSERT_EQ(tern_calib_run(model.c_str(), &o, record_stats, &resumed, &err), TERN_OK) << err.message;
+        ASSERT_GT(whole.stats.size(), 3u) << what;
+        EXPECT_TRUE(whole.stats == resumed.stats) << what << ", sequential " << sequential;
+    }
+}
+
+TEST_F(Stories, CalibrationResumesFromTheKeptStream) {
+    tern_calib_options o;
+    memset(&o, 0, sizeof o);
+    const std::string calib = tmp_ + "/calib.ids";
+    o.data_path = calib.c_str();
+    o.max_tokens = 300; // windows of 256 and a short one
+    o.need_hessian = 1;
+    o.first_stage = 1;
+    o.n_threads = 1;
+    expect_stream_reuse_exact(tmp_ + "/f32.tern", o, "stories260K");
+}
+
 TEST_F(Stories, GptqAndAwqQ4CloserToFloatThanRtn) {
     if (test_emulated()) GTEST_SKIP() << "whole-model calibration: native and sanitizer runs only";
     const std::string calib = tmp_ + "/calib.ids";
@@ -521,6 +588,23 @@ tern_status record_patch_stats(void *user, tern_calib_stage *stage, tern_error *
     out->n = st->n;
     out->sum_abs.assign(st->sum_abs, st->sum_abs + st->cols);
     return TERN_OK;
+}
+
+TEST(Vit, CalibrationResumesFromTheKeptStream) {
+    if (test_emulated()) GTEST_SKIP() << "whole-model runs: native and sanitizer runs only";
+    const std::string dir = test_shared_path("models/vit-tiny-in1k"), tmp = test_temp_dir();
+    const std::string calib = tmp + "/calib";
+    ASSERT_EQ(mkdir(calib.c_str(), 0755), 0);
+    ASSERT_EQ(symlink((dir + "/images/kiwi.jpg").c_str(), (calib + "/kiwi.jpg").c_str()), 0);
+    ASSERT_EQ(convert(dir, tmp + "/f32.tern", TERN_WEIGHTS_F32, 0, ""), TERN_OK);
+    tern_calib_options o;
+    memset(&o, 0, sizeof o);
+    o.data_path = calib.c_str();
+    o.image_views = 1;
+    o.first_stage = 0; // the patch embedding too
+    o.n_threads = 2;
+    expect_stream_reuse_exact(tmp + "/f32.tern", o, "vit-tiny");
+    test_remove_tree(tmp);
 }
 
 TEST(Vit, CalibrationViewsMirrorAndCrop) {
