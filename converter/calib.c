@@ -935,7 +935,7 @@ static tern_status sparse_decode(const tern_tensor_desc *d, void *const planes[T
  * tensor's record in the result) and makes the pruned matrix, as the file
  * will hold it, L's replacement for the later stages. */
 static tern_status prune_linear(const tern_calib_method *meth, tern_calib_linear *L,
-                                tern_error *err) {
+                                pthreadpool_t pool, tern_error *err) {
     const tern_convert_ctx *ctx = meth->ctx;
     const size_t rows = L->rows, cols = L->cols;
     const unsigned n = ctx->sparse_n, m = ctx->sparse_m;
@@ -987,7 +987,7 @@ static tern_status prune_linear(const tern_calib_method *meth, tern_calib_linear
             }
         }
         st = tern_prune_sparsegpt(w, rows, cols, L->stats->hessian, n, m, 0, TERN_SPARSEGPT_PERCDAMP,
-                                  quantised ? tern_sparse_rtn_quantize : NULL, &q, err);
+                                  quantised ? tern_sparse_rtn_quantize : NULL, &q, pool, err);
         break;
     }
     default:
@@ -1054,7 +1054,7 @@ static tern_status prune_calib_stage(void *user, tern_calib_stage *stage, tern_e
         free(dense);
     }
     for (size_t i = 0; i < stage->n_linears && st == TERN_OK; i++)
-        if (prune_selects(ctx, &stage->linears[i])) st = prune_linear(pc->meth, &stage->linears[i], err);
+        if (prune_selects(ctx, &stage->linears[i])) st = prune_linear(pc->meth, &stage->linears[i], stage->pool, err);
     return st;
 }
 

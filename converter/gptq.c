@@ -15,31 +15,87 @@
 #define GPTQ_TILE_ROWS 8    /* rows that share each load of a row of U */
 #define GPTQ_DAMP_RETRIES 4 /* a singular H is dampened 10x more each time */
 
+/* Sum of a[k] b[k], k < n, in eight chains of generic vectors (SSE2 or
+ * NEON pairs at the baseline; the converter is not built per ISA): the
+ * single chain of a naive loop waits on each add. */
+typedef double chol_v4d __attribute__((vector_size(32)));
+static double dot4(const double *a, const double *b, size_t n) {
+    chol_v4d s0 = {0, 0, 0, 0}, s1 = {0, 0, 0, 0};
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        chol_v4d a0, a1, b0, b1;
+        memcpy(&a0, a + k, sizeof a0);
+        memcpy(&a1, a + k + 4, sizeof a1);
+        memcpy(&b0, b + k, sizeof b0);
+        memcpy(&b1, b + k + 4, sizeof b1);
+        s0 += a0 * b0;
+        s1 += a1 * b1;
+    }
+    const chol_v4d s = s0 + s1;
+    double r = (s[0] + s[1]) + (s[2] + s[3]);
+    for (; k < n; k++) r += a[k] * b[k];
+    return r;
+}
+
+typedef struct {
+    double *A; /* cholesky_rows: the factor being built; inverse_rows: the factor */
+    double *Y; /* inverse_rows: (L^-1)^T, a row per j */
+    size_t n, j;
+} chol_task;
+
+/* Column j of L for rows [i0, i0 + count) of those below j. */
+static void cholesky_rows(void *ctx, size_t i0, size_t count) {
+    const chol_task *t = ctx;
+    const size_t n = t->n, j = t->j;
+    const double *rj = t->A + j * n;
+    for (size_t i = j + 1 + i0; i < j + 1 + i0 + count; i++) {
+        double *ri = t->A + i * n;
+        ri[j] = (ri[j] - dot4(ri, rj, j)) / rj[j];
+    }
+}
+
+/* Rows [j0, j0 + count) of Y = (L^-1)^T: Y[j][i] = -(sum_{j<=k<i} L[i][k] Y[j][k]) / L[i][i]. */
+static void inverse_rows(void *ctx, size_t j0, size_t count) {
+    const chol_task *t = ctx;
+    const size_t n = t->n;
+    for (size_t j = j0; j < j0 + count; j++) {
+        double *y = t->Y + j * n;
+        y[j] = 1.0 / t->A[j * n + j];
+        for (size_t i = j + 1; i < n; i++) {
+            const double *li = t->A + i * n;
+            y[i] = -dot4(li + j, y + j, i - j) / li[i];
+        }
+    }
+}
+
 /* Lower Cholesky factor of A in place (row-major, lower half read and
- * written); 0, or -1 when A is not positive definite. */
-static int cholesky_lower(double *A, size_t n) {
+ * written); 0, or -1 when A is not positive definite. Each column's rows
+ * below the diagonal are independent: split over pool when there are many. */
+static int cholesky_lower(double *A, size_t n, pthreadpool_t pool) {
+    chol_task t = {A, NULL, n, 0};
     for (size_t j = 0; j < n; j++) {
         double *rj = A + j * n;
-        double d = rj[j];
-        for (size_t k = 0; k < j; k++) d -= rj[k] * rj[k];
+        const double d = rj[j] - dot4(rj, rj, j);
         if (!(d > 0.0) || !isfinite(d)) return -1;
-        const double ljj = sqrt(d);
-        rj[j] = ljj;
-        for (size_t i = j + 1; i < n; i++) {
-            double *ri = A + i * n;
-            double s = ri[j];
-            for (size_t k = 0; k < j; k++) s -= ri[k] * rj[k];
-            ri[j] = s / ljj;
-        }
+        rj[j] = sqrt(d);
+        t.j = j;
+        const size_t below = n - 1 - j;
+        if (pool && below >= 64 && (size_t)j * below >= 32768)
+            pthreadpool_parallelize_1d_tile_1d(pool, cholesky_rows, &t, below, 16, PTHREADPOOL_FLAG_YIELD_WORKERS);
+        else
+            cholesky_rows(&t, 0, below);
     }
     return 0;
 }
 
-tern_status tern_gptq_inverse_cholesky(const double *H, size_t n, float *U, tern_error *err) {
-    /* With J the reversal, J H J = L L^T gives H = V V^T for the upper
-     * V = J L J, so H^-1 = (V^-1)^T V^-1 and U = V^-1 = J L^-1 J: one
-     * factorisation and one triangular inverse. */
+/* With J the reversal, J H J = L L^T gives H = V V^T for the upper
+ * V = J L J, so H^-1 = (V^-1)^T V^-1 and U = V^-1 = J L^-1 J: one
+ * factorisation and one triangular inverse. Returns Y = (L^-1)^T
+ * (U[i][j] = Y[n-1-j][n-1-i]) in *out, or an error. */
+static tern_status inverse_cholesky(const double *H, size_t n, pthreadpool_t pool, double **out,
+                                    tern_error *err) {
     double *A = malloc(n * n * sizeof *A), *Y = malloc(n * n * sizeof *Y);
+    *out = NULL;
     if (!A || !Y) {
         free(A);
         free(Y);
@@ -47,27 +103,32 @@ tern_status tern_gptq_inverse_cholesky(const double *H, size_t n, float *U, tern
     }
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j <= i; j++) A[i * n + j] = H[(n - 1 - i) * n + (n - 1 - j)];
-    if (cholesky_lower(A, n) != 0) {
+    if (cholesky_lower(A, n, pool) != 0) {
         free(A);
         free(Y);
         return tern_fail(err, TERN_ERR_INVALID_ARG, "the Hessian is not positive definite");
     }
-    /* Y = (L^-1)^T, row j: X[i][j] = -(sum_{j<=k<i} L[i][k] X[k][j]) / L[i][i]. */
-    for (size_t j = 0; j < n; j++) {
-        double *y = Y + j * n;
-        y[j] = 1.0 / A[j * n + j];
-        for (size_t i = j + 1; i < n; i++) {
-            const double *li = A + i * n;
-            double s = 0;
-            for (size_t k = j; k < i; k++) s += li[k] * y[k];
-            y[i] = -s / li[i];
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        for (size_t j = 0; j < i; j++) U[i * n + j] = 0.0f;
-        for (size_t j = i; j < n; j++) U[i * n + j] = (float)Y[(n - 1 - j) * n + (n - 1 - i)];
-    }
+    chol_task t = {A, Y, n, 0};
+    if (pool && n >= 128)
+        pthreadpool_parallelize_1d_tile_1d(pool, inverse_rows, &t, n, 8, PTHREADPOOL_FLAG_YIELD_WORKERS);
+    else
+        inverse_rows(&t, 0, n);
     free(A);
+    *out = Y;
+    return TERN_OK;
+}
+
+tern_status tern_gptq_inverse_cholesky(const double *H, size_t n, float *U, double *U64,
+                                       pthreadpool_t pool, tern_error *err) {
+    double *Y;
+    tern_status st = inverse_cholesky(H, n, pool, &Y, err);
+    if (st != TERN_OK) return st;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            const double v = j < i ? 0.0 : Y[(n - 1 - j) * n + (n - 1 - i)];
+            if (U) U[i * n + j] = (float)v;
+            else U64[i * n + j] = v;
+        }
     free(Y);
     return TERN_OK;
 }
@@ -196,7 +257,7 @@ tern_status tern_gptq_quantize(const tern_gptq_params *p, const float *w, size_t
     for (int attempt = 0;; attempt++) {
         for (size_t i = 0; i < cols; i++) Hd[i * cols + i] += damp - added;
         added = damp;
-        st = tern_gptq_inverse_cholesky(Hd, cols, U, err);
+        st = tern_gptq_inverse_cholesky(Hd, cols, U, NULL, pool, err);
         if (st != TERN_ERR_INVALID_ARG || attempt == GPTQ_DAMP_RETRIES) break;
         damp *= 10.0;
     }

@@ -27,10 +27,12 @@ typedef struct tern_gptq_params {
     int act_order;           /* columns by decreasing Hessian diagonal; groups fixed beforehand */
 } tern_gptq_params;
 
-/* U with H^-1 = U^T U, U upper triangular ([n][n] row-major, float), for a
- * symmetric positive definite H ([n][n] double, not modified). Returns
- * TERN_ERR_INVALID_ARG when H is not positive definite. */
-tern_status tern_gptq_inverse_cholesky(const double *H, size_t n, float *U, tern_error *err);
+/* U with H^-1 = U^T U, U upper triangular ([n][n] row-major) into U (float)
+ * or, when U is NULL, U64 (double: SparseGPT), for a symmetric positive
+ * definite H ([n][n] double, not modified); the work splits over pool (may
+ * be NULL). Returns TERN_ERR_INVALID_ARG when H is not positive definite. */
+tern_status tern_gptq_inverse_cholesky(const double *H, size_t n, float *U, double *U64,
+                                       pthreadpool_t pool, tern_error *err);
 
 /* Quantises w[rows][cols] (not modified) given H = sum x x^T ([cols][cols],
  * not modified) into the planes of a Q8/Q4 tensor of p->quant: values

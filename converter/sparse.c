@@ -3,6 +3,8 @@
 
 #include "converter/sparse.h"
 
+#include "converter/gptq.h"
+
 #include <fnmatch.h>
 #include <math.h>
 #include <stdlib.h>
@@ -131,8 +133,8 @@ static float tern_sparse_round(const tern_quant_params *p, float w, uint16_t sca
     return tern_quant_dequant(p, tern_sparse_q(p, w, scale, zero), scale, zero);
 }
 
-void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, const uint8_t *keep,
-                              size_t c) {
+void tern_sparse_rtn_quantize(void *user, float *w, size_t r0, size_t r1, size_t cols,
+                              const uint8_t *keep, size_t c) {
     tern_sparse_rtn *q = user;
     const size_t g = q->params.group_size, span = g * q->m / q->n;
     const size_t ng = cols / q->m * q->n / g, gi = c / span;
@@ -141,7 +143,7 @@ void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, co
         uint8_t tmp[1024];
         double s[8];
         const size_t end = c + span < cols ? c + span : cols;
-        for (size_t r = 0; r < rows; r++) {
+        for (size_t r = r0; r < r1; r++) {
             const float *wr = w + r * cols;
             size_t nv = 0;
             for (size_t c0 = c; c0 < end && nv + q->n <= sizeof vals / sizeof vals[0]; c0 += q->m) {
@@ -162,7 +164,7 @@ void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, co
             q->zeros[r * ng + gi] = zero;
         }
     }
-    for (size_t r = 0; r < rows; r++)
+    for (size_t r = r0; r < r1; r++)
         if (keep[r * cols + c])
             w[r * cols + c] = tern_sparse_round(&q->params, w[r * cols + c], q->scales[r * ng + gi],
                                                 q->zeros[r * ng + gi]);
@@ -170,70 +172,79 @@ void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, co
 
 /* ---- SparseGPT ------------------------------------------------------------ */
 
-/* In-place lower Cholesky factor of the n x n SPD matrix a (row-major); the
- * upper triangle is zeroed. Returns -1 when a is not positive definite. */
-static int tern_cholesky_lower(double *a, size_t n) {
-    for (size_t j = 0; j < n; j++) {
-        double d = a[j * n + j];
-        for (size_t k = 0; k < j; k++) d -= a[j * n + k] * a[j * n + k];
-        if (!(d > 0.0)) return -1;
-        d = sqrt(d);
-        a[j * n + j] = d;
-        for (size_t i = j + 1; i < n; i++) {
-            double v = a[i * n + j];
-            for (size_t k = 0; k < j; k++) v -= a[i * n + k] * a[j * n + k];
-            a[i * n + j] = v / d;
-        }
-        for (size_t i = 0; i < j; i++) a[i * n + j] = 0.0;
-    }
-    return 0;
-}
+#define SPARSEGPT_TILE_ROWS 8 /* rows a task processes; every row is independent given U */
 
-/* U, the upper Cholesky factor of H^-1 (H^-1 = U^T U), into u (n x n).
- * With H = L L^T: H^-1 = L^-T L^-1, whose upper factor is U = the
- * transposed lower factor of H^-1. Uses `tmp` (n x n). */
-static int tern_hinv_upper(double *h, size_t n, double *u, double *tmp) {
-    if (tern_cholesky_lower(h, n) != 0) return -1;
-    /* tmp = L^-1 (lower) by forward substitution, a row at a time (rows are
-     * contiguous: this is O(n^3) and n reaches thousands):
-     * tmp[i][j] = (delta_ij - sum_{k<i} L[i][k] tmp[k][j]) / L[i][i] */
-    memset(tmp, 0, n * n * sizeof *tmp);
-    for (size_t i = 0; i < n; i++) {
-        double *ti = tmp + i * n;
-        ti[i] = 1.0;
-        for (size_t k = 0; k < i; k++) {
-            const double lik = h[i * n + k], *tk = tmp + k * n;
-            if (lik == 0.0) continue;
-            for (size_t j = 0; j <= k; j++) ti[j] -= lik * tk[j];
+typedef struct {
+    float *w;
+    size_t rows, cols, blocksize;
+    unsigned n, m;
+    const double *u;   /* [cols][cols] upper Cholesky factor of H^-1 */
+    uint8_t *keep;     /* [rows][cols] */
+    double *errs;      /* [rows][blocksize] */
+    float *orig;       /* [rows] */
+    double *acc;       /* [tiles][cols] */
+    tern_sparse_quant_fn quant;
+    void *quant_user;
+} sparsegpt_task;
+
+/* Algorithm 1 on rows [r0, r0 + count): the same operations, in the same
+ * order, for each row as on the whole matrix. */
+static void sparsegpt_rows(void *ctx, size_t r0, size_t count) {
+    const sparsegpt_task *t = ctx;
+    const size_t cols = t->cols, blocksize = t->blocksize, r1 = r0 + count;
+    const unsigned n = t->n, m = t->m;
+    const double *u = t->u;
+    float *w = t->w;
+    uint8_t *keep = t->keep;
+    double *acc = t->acc + r0 / SPARSEGPT_TILE_ROWS * cols;
+    for (size_t i1 = 0; i1 < cols; i1 += blocksize) {
+        const size_t i2 = i1 + blocksize < cols ? i1 + blocksize : cols;
+        for (size_t i = i1; i < i2; i++) {
+            const double d = u[i * cols + i];
+            if (i % m == 0) {
+                double s[8];
+                for (size_t r = r0; r < r1; r++) {
+                    for (unsigned j = 0; j < m; j++) {
+                        const double wv = w[r * cols + i + j], uj = u[(i + j) * cols + i + j];
+                        s[j] = wv * wv / (uj * uj);
+                    }
+                    const unsigned k = tern_sparse_top_n(s, n, m);
+                    for (unsigned j = 0; j < m; j++) keep[r * cols + i + j] = (k >> j) & 1u;
+                }
+            }
+            for (size_t r = r0; r < r1; r++) {
+                t->orig[r] = w[r * cols + i];
+                if (!keep[r * cols + i]) w[r * cols + i] = 0.0f;
+            }
+            if (t->quant) t->quant(t->quant_user, w, r0, r1, cols, keep, i);
+            for (size_t r = r0; r < r1; r++) {
+                const double e = ((double)t->orig[r] - (double)w[r * cols + i]) / d;
+                t->errs[r * blocksize + (i - i1)] = e;
+                if (e == 0.0) continue;
+                float *wr = w + r * cols;
+                for (size_t j = i + 1; j < i2; j++) wr[j] = (float)((double)wr[j] - e * u[i * cols + j]);
+            }
         }
-        const double d = h[i * n + i];
-        for (size_t j = 0; j <= i; j++) ti[j] /= d;
+        /* the block's errors reach the later columns in one pass (per column
+         * j the same sums as a loop over k inside, in the same order; this
+         * order streams rows of u) */
+        for (size_t r = r0; r < r1 && i2 < cols; r++) {
+            float *wr = w + r * cols;
+            for (size_t j = i2; j < cols; j++) acc[j - i2] = wr[j];
+            for (size_t k = i1; k < i2; k++) {
+                const double e = t->errs[r * blocksize + (k - i1)], *uk = u + k * cols + i2;
+                if (e == 0.0) continue;
+                for (size_t j = 0; j < cols - i2; j++) acc[j] -= e * uk[j];
+            }
+            for (size_t j = i2; j < cols; j++) wr[j] = (float)acc[j - i2];
+        }
     }
-    /* u = H^-1 = L^-T L^-1: u[i][j] = sum_k tmp[k][i] tmp[k][j], summed row k by row k */
-    memset(u, 0, n * n * sizeof *u);
-    for (size_t k = 0; k < n; k++) {
-        const double *tk = tmp + k * n;
-        for (size_t i = 0; i <= k; i++) {
-            const double x = tk[i];
-            if (x == 0.0) continue;
-            double *ui = u + i * n;
-            for (size_t j = 0; j <= i; j++) ui[j] += x * tk[j];
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < i; j++) u[j * n + i] = u[i * n + j];
-    if (tern_cholesky_lower(u, n) != 0) return -1;
-    for (size_t i = 0; i < n; i++) /* transpose: upper factor */
-        for (size_t j = i + 1; j < n; j++) {
-            u[i * n + j] = u[j * n + i];
-            u[j * n + i] = 0.0;
-        }
-    return 0;
 }
 
 tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const double *H, unsigned n,
                                  unsigned m, size_t blocksize, double percdamp,
-                                 tern_sparse_quant_fn quant, void *quant_user, tern_error *err) {
+                                 tern_sparse_quant_fn quant, void *quant_user, pthreadpool_t pool,
+                                 tern_error *err) {
     tern_status st = tern_sparse_check(cols, n, m, err);
     if (st != TERN_OK) return st;
     if (!H) return tern_fail(err, TERN_ERR_INVALID_ARG, "SparseGPT needs the Hessian X^T X");
@@ -246,14 +257,14 @@ tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const doubl
     if (cols > 65536 || rows > SIZE_MAX / cols)
         return tern_fail(err, TERN_ERR_INVALID_ARG, "SparseGPT: matrix %zu x %zu is too large",
                          rows, cols);
+    const size_t tiles = (rows + SPARSEGPT_TILE_ROWS - 1) / SPARSEGPT_TILE_ROWS;
     double *h = malloc(cols * cols * sizeof *h);
     double *u = malloc(cols * cols * sizeof *u);
-    double *tmp = malloc(cols * cols * sizeof *tmp);
     uint8_t *keep = calloc(rows * cols, 1);
     double *errs = malloc(rows * blocksize * sizeof *errs);
     float *orig = malloc(rows * sizeof *orig);
-    double *acc = malloc(cols * sizeof *acc);
-    if (!h || !u || !tmp || !keep || !errs || !orig || !acc) {
+    double *acc = malloc(tiles * cols * sizeof *acc);
+    if (!h || !u || !keep || !errs || !orig || !acc) {
         st = tern_fail(err, TERN_ERR_NO_MEMORY, "out of memory for SparseGPT on %zu x %zu", rows,
                        cols);
         goto done;
@@ -269,59 +280,23 @@ tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const doubl
     }
     const double damp = percdamp * mean / (double)cols;
     for (size_t c = 0; c < cols; c++) h[c * cols + c] += damp;
-    if (tern_hinv_upper(h, cols, u, tmp) != 0) {
+    if (tern_gptq_inverse_cholesky(h, cols, NULL, u, pool, err) != TERN_OK) {
         st = tern_fail(err, TERN_ERR_INVALID_ARG,
                        "SparseGPT: the dampened Hessian (%zu x %zu) is not positive definite",
                        cols, cols);
         goto done;
     }
-    for (size_t i1 = 0; i1 < cols; i1 += blocksize) {
-        const size_t i2 = i1 + blocksize < cols ? i1 + blocksize : cols;
-        for (size_t i = i1; i < i2; i++) {
-            const double d = u[i * cols + i];
-            if (i % m == 0) {
-                double s[8];
-                for (size_t r = 0; r < rows; r++) {
-                    for (unsigned j = 0; j < m; j++) {
-                        const double wv = w[r * cols + i + j], uj = u[(i + j) * cols + i + j];
-                        s[j] = wv * wv / (uj * uj);
-                    }
-                    const unsigned k = tern_sparse_top_n(s, n, m);
-                    for (unsigned j = 0; j < m; j++) keep[r * cols + i + j] = (k >> j) & 1u;
-                }
-            }
-            for (size_t r = 0; r < rows; r++) {
-                orig[r] = w[r * cols + i];
-                if (!keep[r * cols + i]) w[r * cols + i] = 0.0f;
-            }
-            if (quant) quant(quant_user, w, rows, cols, keep, i);
-            for (size_t r = 0; r < rows; r++) {
-                const double e = ((double)orig[r] - (double)w[r * cols + i]) / d;
-                errs[r * blocksize + (i - i1)] = e;
-                if (e == 0.0) continue;
-                float *wr = w + r * cols;
-                for (size_t j = i + 1; j < i2; j++) wr[j] = (float)((double)wr[j] - e * u[i * cols + j]);
-            }
-        }
-        /* the block's errors reach the later columns in one pass (per column
-         * j the same sums as a loop over k inside, in the same order; this
-         * order streams rows of u) */
-        for (size_t r = 0; r < rows && i2 < cols; r++) {
-            float *wr = w + r * cols;
-            for (size_t j = i2; j < cols; j++) acc[j - i2] = wr[j];
-            for (size_t k = i1; k < i2; k++) {
-                const double e = errs[r * blocksize + (k - i1)], *uk = u + k * cols + i2;
-                if (e == 0.0) continue;
-                for (size_t j = 0; j < cols - i2; j++) acc[j] -= e * uk[j];
-            }
-            for (size_t j = i2; j < cols; j++) wr[j] = (float)acc[j - i2];
-        }
-    }
+    sparsegpt_task t = {w, rows, cols, blocksize, n, m, u, keep, errs, orig, acc, quant, quant_user};
+    if (pool && tiles > 1)
+        pthreadpool_parallelize_1d_tile_1d(pool, sparsegpt_rows, &t, rows, SPARSEGPT_TILE_ROWS,
+                                           PTHREADPOOL_FLAG_YIELD_WORKERS);
+    else
+        for (size_t r = 0; r < rows; r += SPARSEGPT_TILE_ROWS)
+            sparsegpt_rows(&t, r, rows - r < SPARSEGPT_TILE_ROWS ? rows - r : SPARSEGPT_TILE_ROWS);
     st = TERN_OK;
 done:
     free(h);
     free(u);
-    free(tmp);
     free(keep);
     free(errs);
     free(orig);

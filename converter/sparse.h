@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "converter/quantize.h"
 #include "formats/encoding.h"
+#include "runtime/pool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,11 +44,13 @@ tern_status tern_prune_wanda(float *w, size_t rows, size_t cols, const float *x_
                              unsigned m, tern_error *err);
 
 /* Joint quantisation for SparseGPT: rounds column c of w (w[r * cols + c]
- * for every row r with keep[r * cols + c] != 0) to the value the chosen
- * encoding will store, in place. Called once per column, in column order,
- * after column c's block mask is fixed and every update from the columns
- * before it is applied; it may read columns >= c (to fit a group's scale). */
-typedef void (*tern_sparse_quant_fn)(void *user, float *w, size_t rows, size_t cols,
+ * for every row r0 <= r < r1 with keep[r * cols + c] != 0) to the value the
+ * chosen encoding will store, in place. Called for each range of rows once
+ * per column, in column order, after column c's block mask is fixed and
+ * every update from the columns before it is applied; it may read columns
+ * >= c of those rows (to fit a group's scale). Ranges run on different
+ * threads at once: per-row state only. */
+typedef void (*tern_sparse_quant_fn)(void *user, float *w, size_t r0, size_t r1, size_t cols,
                                      const uint8_t *keep, size_t c);
 
 /* A ready quantiser for tern_sparse_quant_fn: the group-wise RTN of
@@ -65,8 +68,8 @@ typedef struct tern_sparse_rtn {
     uint16_t *scales; /* [rows][groups per row] */
     uint8_t *zeros;   /* [rows][groups per row] */
 } tern_sparse_rtn;
-void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, const uint8_t *keep,
-                              size_t c);
+void tern_sparse_rtn_quantize(void *user, float *w, size_t r0, size_t r1, size_t cols,
+                              const uint8_t *keep, size_t c);
 
 #define TERN_SPARSEGPT_PERCDAMP 0.01 /* the paper's dampening: 1 % of the mean Hessian diagonal */
 
@@ -78,10 +81,12 @@ void tern_sparse_rtn_quantize(void *user, float *w, size_t rows, size_t cols, co
  * the error e = (w_c - q_c) / U_cc updates the later columns, w_j -= e U_cj.
  * blocksize (a multiple of m, 0: 128) batches the updates of later columns
  * (lazy batch updates); it does not change the N:M mask. Input channels with
- * H_cc == 0 are pruned first (their weights get 0). */
+ * H_cc == 0 are pruned first (their weights get 0). Rows are independent
+ * given U: they split over pool (may be NULL) with the same result. */
 tern_status tern_prune_sparsegpt(float *w, size_t rows, size_t cols, const double *H, unsigned n,
                                  unsigned m, size_t blocksize, double percdamp,
-                                 tern_sparse_quant_fn quant, void *quant_user, tern_error *err);
+                                 tern_sparse_quant_fn quant, void *quant_user, pthreadpool_t pool,
+                                 tern_error *err);
 
 /* Packs w (rows x cols, cols % m == 0) as desc says (encoding F32/F16/BF16/
  * Q8/Q4, sparse_n/sparse_m, group_size and flags for Q8/Q4): the planes are

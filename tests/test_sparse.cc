@@ -335,7 +335,7 @@ TEST(SparsePrune, SparseGptBeatsMagnitudeAndWanda) {
                   TERN_OK);
         tern_error err{};
         ASSERT_EQ(tern_prune_sparsegpt(sgpt.data(), rows, cols, cal.h.data(), p.n, p.m, 16, 0.01,
-                                       nullptr, nullptr, &err),
+                                       nullptr, nullptr, nullptr, &err),
                   TERN_OK)
             << err.message;
         for (size_t r = 0; r < rows; r++)
@@ -363,7 +363,7 @@ TEST(SparsePrune, SparseGptJointQuantisation) {
         tern_sparse_rtn q{{enc, group, 0, 0}, 2, 4, scales.data(), zeros.data()};
         std::vector<float> sgpt = w;
         ASSERT_EQ(tern_prune_sparsegpt(sgpt.data(), rows, cols, cal.h.data(), 2, 4, 32, 0.01,
-                                       tern_sparse_rtn_quantize, &q, nullptr),
+                                       tern_sparse_rtn_quantize, &q, nullptr, nullptr),
                   TERN_OK);
         // magnitude + round-to-nearest, through the packer
         std::vector<float> mag = w;
@@ -381,6 +381,33 @@ TEST(SparsePrune, SparseGptJointQuantisation) {
         EXPECT_LT(ReconError(w, ds, cal.x, rows, cols, t), 0.8 * ReconError(w, dm, cal.x, rows, cols, t))
             << tern_encoding_name(enc);
     }
+}
+
+// Rows split over threads (SPARSEGPT_TILE_ROWS = 8 a task, a ragged last
+// tile, 128 inputs so that the inverse splits too): every weight and
+// scale as on one thread.
+TEST(SparsePrune, SparseGptThreadsGiveTheSameResult) {
+    const size_t rows = 37, cols = 256, t = 300;
+    const Calib cal = MakeCalib(cols, t, 13);
+    const std::vector<float> w = RandomMatrix(rows, cols, 7);
+    const uint32_t group = 32;
+    std::vector<float> out[2];
+    std::vector<uint16_t> scales[2];
+    pthreadpool_t pool = pthreadpool_create(3);
+    ASSERT_NE(pool, nullptr);
+    for (int threaded = 0; threaded < 2; threaded++) {
+        scales[threaded].assign(rows * cols / 2 / group, 0);
+        std::vector<uint8_t> zeros(rows * cols / 2 / group);
+        tern_sparse_rtn q{{TERN_ENC_Q4, group, 0, 0}, 2, 4, scales[threaded].data(), zeros.data()};
+        out[threaded] = w;
+        ASSERT_EQ(tern_prune_sparsegpt(out[threaded].data(), rows, cols, cal.h.data(), 2, 4, 0, 0.01,
+                                       tern_sparse_rtn_quantize, &q, threaded ? pool : nullptr, nullptr),
+                  TERN_OK);
+    }
+    pthreadpool_destroy(pool);
+    EXPECT_TRUE(out[0] == out[1]);
+    EXPECT_TRUE(scales[0] == scales[1]);
+    EXPECT_FALSE(out[0] == w);
 }
 
 // ---- kernels -----------------------------------------------------------------------
