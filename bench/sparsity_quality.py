@@ -15,7 +15,7 @@ short still gives a table (--table-only rebuilds it).
 
 Usage: bench/sparsity_quality.py [--tern build/native/cli/tern] [--models stories,vit,smollm2]
                                  [--work DIR] [--threads N] [--update-doc docs/sparsity.md]
-                                 [--smollm2-calib-tokens 256] [--vit-calib-tokens 394]
+                                 [--smollm2-calib-tokens 1024] [--vit-calib-tokens 394]
                                  [--patterns 2:4,4:8] [--prunes magnitude,wanda,sparsegpt]
                                  [--values "f16,q8 g32,q4 g32"]
 """
@@ -111,7 +111,7 @@ def main():
                     ", ".join(v for v, _ in VALUES))
     ap.add_argument("--work", default="/tmp/tern-sparsity")
     ap.add_argument("--threads", type=int, default=2, help="threads of the quality runs")
-    ap.add_argument("--smollm2-calib-tokens", type=int, default=256)
+    ap.add_argument("--smollm2-calib-tokens", type=int, default=1024)
     ap.add_argument("--vit-calib-tokens", type=int, default=394, help="2 images (x calib.c's views)")
     ap.add_argument("--update-doc", default=None)
     ap.add_argument("--table-only", action="store_true", help="rebuild the table from WORK/results.json")
