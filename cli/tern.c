@@ -28,7 +28,8 @@ static void usage(FILE *f) {
           "       [--calib-views N] [--act-order]]\n"
           "      calibration-based quantisation (docs/quantization.md) on a text, a .ids file of\n"
           "      token ids or (ViT) a folder of images; --calib-tokens: default 2048;\n"
-          "      --calib-views: views per image (the image, its mirror, random crops), default 4\n"
+          "      --calib-views: views per image (the image, its mirror, random crops), default 4;\n"
+          "      -t N: calibration threads (default: one per performance core)\n"
           "      [--sparsity N:M [--prune magnitude|wanda|sparsegpt] [--sparse-layers GLOB]]\n"
           "      N:M structured sparsity of the block matrices (default magnitude); wanda and\n"
           "      sparsegpt need --calib (as above); layers --sparse-layers leaves dense follow --method\n"
@@ -151,6 +152,12 @@ static int cmd_convert(int argc, char **argv) {
             i++;
         } else if (!strcmp(argv[i], "--act-order")) {
             opts.act_order = 1;
+        } else if (!strcmp(argv[i], "-t") || !strcmp(argv[i], "--threads")) {
+            uint32_t t = 0;
+            if (!val || tern_cli_parse_u32(val, &t) || t == 0 || t > 1024)
+                return tern_cli_bad_usage("bad -t value '%s' (1 to 1024)", val ? val : "");
+            opts.n_threads = (uint16_t)t;
+            i++;
         } else if (!strcmp(argv[i], "--sparsity")) {
             unsigned n = 0, m = 0;
             char tail;

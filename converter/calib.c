@@ -1149,6 +1149,7 @@ tern_status tern_calib_prepare(const tern_importer *imp, const tern_convert_ctx 
     /* A tiny model's operations last microseconds: worker threads would
      * spend the passes spinning between them (stories260K: 95 % of the time). */
     struct stat fst;
+    co.n_threads = opts->n_threads;
     if (stat(tmp, &fst) == 0 && fst.st_size < (8 << 20)) co.n_threads = 1;
     tern_calib_stage_fn fn = NULL;
     void *user = &meth;

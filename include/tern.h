@@ -306,7 +306,9 @@ typedef struct tern_convert_options {
     const char *calib_path;         /* calibration text (.txt) or token ids; NULL: none */
     const char *sparse_layers;      /* glob over tensor names to prune; NULL: every linear in blocks */
     uint8_t row_major;              /* 1: Q8/Q4 layers row by row, not in the kernels' 16-row tiles */
-    uint8_t reserved[23];           /* zero; keeps sizeof at 96 */
+    uint8_t reserved1;              /* zero */
+    uint16_t n_threads;             /* calibration threads; 0: one per performance core */
+    uint8_t reserved[20];           /* zero; keeps sizeof at 96 */
 } tern_convert_options;
 
 typedef enum tern_quant_method {

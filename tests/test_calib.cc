@@ -551,8 +551,14 @@ TEST_F(Stories, Errors) {
                       " --weights q4 --method nope --calib x 2>/dev/null";
     int status = system(cmd.c_str());
     EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2);
+    for (const char *threads : {" -t 0", " -t x", " -t"}) {
+        status = system((test_program_command("cli/tern") + " convert " + src + " --tokenizer " + tok_ + " -o " + out +
+                         " --weights q4 --method gptq --calib " + tmp_ + "/calib.ids" + threads + " 2>/dev/null")
+                            .c_str());
+        EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 2) << threads;
+    }
     cmd = test_program_command("cli/tern") + " convert " + src + " --tokenizer " + tok_ + " -o " + out +
-          " --weights q4 --method gptq --calib " + tmp_ + "/calib.ids --calib-tokens 512 --act-order 2>/dev/null";
+          " --weights q4 --method gptq --calib " + tmp_ + "/calib.ids --calib-tokens 512 --act-order -t 2 2>/dev/null";
     status = system(cmd.c_str());
     EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
     EXPECT_EQ(stat(out.c_str(), &sb), 0);
