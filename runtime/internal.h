@@ -117,11 +117,17 @@ tern_status tern_tokenizer_from_file(const tern_file *file, tern_tokenizer **out
 
 /* ---- Helpers shared by the families (runtime/weights.c, runtime/parallel.c) */
 
-/* The blocks [*first, *end) a forward of s runs (all without a window). */
-static inline void tern_window_blocks(const tern_session *s, uint32_t n_layer, uint32_t *first, uint32_t *end) {
+/* Starts the blocks of a forward of s: [*first, *end) are the blocks to run
+ * (all without a window). Returns 1 when the window resumes a stream: its
+ * rows are copied into x (rows x width) and the embedding is skipped. */
+static inline int tern_window_begin(const tern_session *s, uint32_t n_layer, float *x, size_t rows, size_t width,
+                                    uint32_t *first, uint32_t *end) {
     const tern_block_window *w = s->window;
     *first = w && w->resume ? w->begin : 0;
     *end = w && w->end < n_layer ? w->end : n_layer;
+    if (!w || !w->resume) return 0;
+    memcpy(x, w->resume + w->cursor * width, rows * width * sizeof *x);
+    return 1;
 }
 
 /* Copies the stream x (rows x width) into the window's save rows when it
@@ -131,6 +137,17 @@ static inline void tern_window_save(const tern_session *s, uint32_t block, const
     const tern_block_window *w = s->window;
     if (w && w->save && w->save_at == block && !(w->resume == w->save && w->begin == block))
         memcpy(w->save + w->cursor * width, x, rows * width * sizeof *x);
+}
+
+/* After the blocks [.., end) of a forward of s: saves the stream leaving
+ * them if the window asks, moves its cursor past these rows; returns 1 when
+ * the forward stops here (end below n_layer: no output layer, no logits). */
+static inline int tern_window_end(tern_session *s, uint32_t n_layer, uint32_t end, const float *x, size_t rows,
+                                  size_t width) {
+    if (!s->window) return 0;
+    tern_window_save(s, end, x, rows, width);
+    s->window->cursor += rows;
+    return end < n_layer;
 }
 
 /* Binds a 2-D weight [rows][cols] named `name`, checking its shape and that the

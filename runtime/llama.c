@@ -253,9 +253,7 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
     const tern_rope_fn rope = lm->rope_layout == 0 ? k->rope_half : k->rope_interleaved;
 
     uint32_t block0, block_end;
-    tern_window_blocks(s, lm->n_layer, &block0, &block_end);
-    const int resumed = s->window && s->window->resume;
-    if (resumed) memcpy(st->x, s->window->resume + s->window->cursor * d, n * d * sizeof *st->x);
+    const int resumed = tern_window_begin(s, lm->n_layer, st->x, n, d, &block0, &block_end);
     for (size_t t = 0; t < n; t++) {
         if (!resumed) tern_weight_row_f32(&lm->token_embd, (size_t)tokens[t], st->x + t * d);
         for (size_t j = 0; j < half; j++) {
@@ -318,11 +316,7 @@ static void llama_forward(tern_session *s, const int32_t *tokens, size_t n, floa
         tern_parallel_linear(s, n, st->gate, lm->d_ff, &L->w_down, NULL, st->xn, d);
         k->add(n * d, st->x, st->xn, st->x);
     }
-    if (s->window) {
-        tern_window_save(s, block_end, st->x, n, d);
-        s->window->cursor += n;
-        if (block_end < lm->n_layer) return;
-    }
+    if (tern_window_end(s, lm->n_layer, block_end, st->x, n, d)) return;
 
     if (mode == TERN_LOGITS_NONE) return;
     const size_t first = mode == TERN_LOGITS_LAST ? n - 1 : 0;

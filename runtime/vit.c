@@ -303,11 +303,7 @@ static void vit_pass(tern_session *s, const float *pixels, size_t n, float *logi
     const size_t np = T - 1, rows = n * T;
 
     uint32_t block0, block_end;
-    tern_window_blocks(s, vm->n_layer, &block0, &block_end);
-    if (s->window && s->window->resume) {
-        memcpy(st->x, s->window->resume + s->window->cursor * d, rows * d * sizeof *st->x);
-        goto blocks;
-    }
+    if (tern_window_begin(s, vm->n_layer, st->x, rows, d, &block0, &block_end)) goto blocks;
     /* Patches as rows (channel, row, column), like the conv kernel's layout. */
     for (size_t b = 0; b < n; b++) {
         const float *img = pixels + b * C * H * W;
@@ -357,11 +353,7 @@ blocks:
         tern_parallel_linear(s, rows, st->ff, vm->d_ff, &L->w_down, L->b_down, st->xn, d);
         k->add(rows * d, st->x, st->xn, st->x);
     }
-    if (s->window) {
-        tern_window_save(s, block_end, st->x, rows, d);
-        s->window->cursor += rows;
-        if (block_end < vm->n_layer) return;
-    }
+    if (tern_window_end(s, vm->n_layer, block_end, st->x, rows, d)) return;
 
     /* Only the CLS token reaches the classifier. */
     for (size_t b = 0; b < n; b++)
